@@ -1,0 +1,100 @@
+//! The circuits of every round, built deterministically from [`Params`] and on first use.
+//!
+//! `basic` and `aggregate` proofs share one public layout ([`ChunkPublicTargets`]): the state root
+//! and transaction commitment before and after a run of transactions, and how many there were.
+//! Level 1 aggregates verify `basic` proofs, level `l` aggregates verify level `l - 1`, and `final`
+//! verifies level `params.levels`.
+
+pub mod aggregate;
+pub mod basic;
+pub mod chain;
+
+use std::sync::OnceLock;
+
+use plonky2::hash::hash_types::HashOutTarget;
+use plonky2::iop::target::Target;
+use plonky2::plonk::circuit_builder::CircuitBuilder;
+
+use crate::params::Params;
+use crate::{D, F};
+use aggregate::AggregateCircuit;
+use basic::BasicCircuit;
+use chain::{CompressCircuit, FinalCircuit};
+
+/// The public values of a `basic` or `aggregate` proof.
+#[derive(Clone, Copy)]
+pub struct ChunkPublicTargets {
+    pub root_before: HashOutTarget,
+    pub root_after: HashOutTarget,
+    pub commit_before: HashOutTarget,
+    pub commit_after: HashOutTarget,
+    pub count: Target,
+}
+
+pub const CHUNK_PUBLIC_LEN: usize = 17;
+
+pub(crate) fn register_chunk_public(b: &mut CircuitBuilder<F, D>, p: &ChunkPublicTargets) {
+    b.register_public_inputs(&p.root_before.elements);
+    b.register_public_inputs(&p.root_after.elements);
+    b.register_public_inputs(&p.commit_before.elements);
+    b.register_public_inputs(&p.commit_after.elements);
+    b.register_public_input(p.count);
+}
+
+pub(crate) fn chunk_public(pis: &[Target]) -> ChunkPublicTargets {
+    let hash = |at: usize| HashOutTarget { elements: pis[at..at + 4].try_into().unwrap() };
+    ChunkPublicTargets {
+        root_before: hash(0),
+        root_after: hash(4),
+        commit_before: hash(8),
+        commit_after: hash(12),
+        count: pis[16],
+    }
+}
+
+/// Every circuit of one parameter set, each built the first time a task needs it and then shared
+/// by every thread of the process.
+pub struct CircuitSet {
+    params: Params,
+    basic: OnceLock<BasicCircuit>,
+    aggregates: Vec<OnceLock<AggregateCircuit>>,
+    final_: OnceLock<FinalCircuit>,
+    compress: OnceLock<CompressCircuit>,
+}
+
+impl CircuitSet {
+    pub fn new(params: Params) -> Self {
+        Self {
+            params,
+            basic: OnceLock::new(),
+            aggregates: (0..params.levels).map(|_| OnceLock::new()).collect(),
+            final_: OnceLock::new(),
+            compress: OnceLock::new(),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn basic(&self) -> &BasicCircuit {
+        self.basic.get_or_init(|| BasicCircuit::build(&self.params))
+    }
+
+    /// The aggregate circuit of `level` (1-based).
+    pub fn aggregate(&self, level: usize) -> &AggregateCircuit {
+        assert!((1..=self.params.levels).contains(&level), "aggregate level {level} out of range");
+        self.aggregates[level - 1].get_or_init(|| {
+            let child = if level == 1 { &self.basic().data } else { &self.aggregate(level - 1).data };
+            AggregateCircuit::build(child, self.params.arity)
+        })
+    }
+
+    pub fn final_circuit(&self) -> &FinalCircuit {
+        self.final_.get_or_init(|| FinalCircuit::build(&self.aggregate(self.params.levels).data))
+    }
+
+    pub fn compress(&self) -> &CompressCircuit {
+        self.compress.get_or_init(|| CompressCircuit::build(self.final_circuit()))
+    }
+}

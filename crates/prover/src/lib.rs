@@ -1,0 +1,132 @@
+//! zkfleet's reference proving backend: a rollup-style batch prover on plonky2.
+//!
+//! - [`batch`]: the batch witness (JSON, version 1) and its strict parser;
+//! - [`state`]: accounts, leaf encoding and the sparse Merkle state tree;
+//! - [`execute`]: the transaction rules and the per-chunk witnesses;
+//! - [`circuits`]: the `basic`, `aggregate`, `final` and `compress` circuits;
+//! - [`proof_file`]: the proof file a user keeps, and its verification.
+//!
+//! [`Backend`] is the face the fleet sees: bytes in, bytes out, one call per task.
+
+pub mod batch;
+pub mod circuits;
+pub mod execute;
+pub mod params;
+pub mod proof_file;
+pub mod state;
+
+use plonky2::field::goldilocks_field::GoldilocksField;
+use plonky2::plonk::circuit_data::CommonCircuitData;
+use plonky2::plonk::config::PoseidonGoldilocksConfig;
+use plonky2::plonk::proof::ProofWithPublicInputs;
+
+pub use circuits::CircuitSet;
+pub use params::Params;
+
+pub const D: usize = 2;
+pub type C = PoseidonGoldilocksConfig;
+pub type F = GoldilocksField;
+pub type Proof = ProofWithPublicInputs<F, C, D>;
+
+/// Why the backend could not produce a proof.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    /// The inputs are not what this round takes: a corrupt or foreign artifact, or a chain link
+    /// that does not hold. Retrying cannot help.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The prover itself failed (for example plonky2's rare permutation-argument failure).
+    #[error("proving failed: {0}")]
+    Failed(String),
+}
+
+fn decode(bytes: &[u8], common: &CommonCircuitData<F, D>, what: &str) -> Result<Proof, ProveError> {
+    Proof::from_bytes(bytes.to_vec(), common)
+        .map_err(|e| ProveError::InvalidInput(format!("{what} is not a proof of the expected circuit: {e}")))
+}
+
+fn failed(e: anyhow::Error) -> ProveError {
+    ProveError::Failed(format!("{e:#}"))
+}
+
+/// The proving backend for one parameter set. Cheap to create: circuits are built on first use.
+pub struct Backend {
+    circuits: CircuitSet,
+}
+
+impl Backend {
+    pub fn new(params: Params) -> Self {
+        Self { circuits: CircuitSet::new(params) }
+    }
+
+    pub fn params(&self) -> &Params {
+        self.circuits.params()
+    }
+
+    pub fn circuits(&self) -> &CircuitSet {
+        &self.circuits
+    }
+
+    pub fn prove_basic(&self, chunk: &execute::ChunkWitness) -> Result<Vec<u8>, ProveError> {
+        if chunk.txs.len() > self.params().chunk_size {
+            return Err(ProveError::InvalidInput(format!(
+                "chunk at transaction {} has {} transactions, more than the chunk size {}",
+                chunk.first_tx,
+                chunk.txs.len(),
+                self.params().chunk_size
+            )));
+        }
+        let proof = self.circuits.basic().prove(chunk).map_err(failed)?;
+        Ok(proof.to_bytes())
+    }
+
+    /// Proves an aggregate of `level` (1-based) over its children's proofs, in chunk order.
+    pub fn prove_aggregate(&self, level: usize, children: &[Vec<u8>]) -> Result<Vec<u8>, ProveError> {
+        if !(1..=self.params().levels).contains(&level) {
+            return Err(ProveError::InvalidInput(format!("aggregate level {level} does not exist")));
+        }
+        let child_common = if level == 1 {
+            &self.circuits.basic().data.common
+        } else {
+            &self.circuits.aggregate(level - 1).data.common
+        };
+        let children = children
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| decode(bytes, child_common, &format!("child {i}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let circuit = self.circuits.aggregate(level);
+        let proof = circuit.prove(&children).map_err(|e| {
+            ProveError::InvalidInput(format!("children do not form a valid run of chunks: {e:#}"))
+        })?;
+        Ok(proof.to_bytes())
+    }
+
+    pub fn prove_final(
+        &self,
+        top: &[u8],
+        chain_id: u64,
+        batch_number: u64,
+        previous_final: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ProveError> {
+        let fin = self.circuits.final_circuit();
+        let top = decode(top, &self.circuits.aggregate(self.params().levels).data.common, "top aggregate")?;
+        let previous = previous_final
+            .map(|bytes| {
+                let p = decode(bytes, &fin.data.common, "previous final proof")?;
+                fin.verify(&p).map_err(|e| {
+                    ProveError::InvalidInput(format!("previous final proof does not verify: {e:#}"))
+                })?;
+                Ok::<_, ProveError>(p)
+            })
+            .transpose()?;
+        let proof = fin.prove(&top, chain_id, batch_number, previous.as_ref()).map_err(failed)?;
+        Ok(proof.to_bytes())
+    }
+
+    pub fn prove_compress(&self, final_proof: &[u8]) -> Result<Vec<u8>, ProveError> {
+        let fin = decode(final_proof, &self.circuits.final_circuit().data.common, "final proof")?;
+        let proof = self.circuits.compress().prove(&fin).map_err(failed)?;
+        Ok(proof.to_bytes())
+    }
+}
