@@ -74,12 +74,12 @@ pub struct FinalCircuit {
 impl FinalCircuit {
     pub fn build(top: &CircuitData<F, C, D>) -> Self {
         // The smallest degree whose goal shape the circuit can match.
-        for degree_bits in 13..=17 {
+        for degree_bits in 14..=17 {
             if let Some(circuit) = Self::try_build(top, degree_bits) {
                 return circuit;
             }
         }
-        panic!("the final circuit matches no goal shape up to degree 2^17");
+        panic!("the final circuit matches no goal shape between degrees 2^14 and 2^17");
     }
 
     fn try_build(top: &CircuitData<F, C, D>, degree_bits: usize) -> Option<Self> {

@@ -1,0 +1,14 @@
+//! Logging setup: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`).
+//! Stdout is reserved for results (a proof, a batch), so nothing here writes to it.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second call (tests that run several entry points in one process) keeps the first setup.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
