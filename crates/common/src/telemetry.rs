@@ -1,6 +1,8 @@
 //! Logging setup: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`).
 //! Stdout is reserved for results (a proof, a batch), so nothing here writes to it.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -10,5 +12,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

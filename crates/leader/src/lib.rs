@@ -1,1 +1,201 @@
-//! placeholder
+//! The zkfleet leader: generates batches (`synth`), proves them on a fleet (`prove`) and checks
+//! proofs (`verify`). The binary parses the command line and calls [`run`].
+
+pub mod coordinator;
+pub mod fleet;
+pub mod progress;
+pub mod prove;
+pub mod synth;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use prover::Params;
+
+/// How a command ends, and the exit code that tells a script.
+#[derive(Debug)]
+pub enum Exit {
+    /// The input is invalid (bad witness, invalid transaction, a proof that does not verify): 2.
+    Invalid(String),
+    /// Bad usage or configuration: 64.
+    Usage(String),
+    /// Anything else: 1.
+    Other(String),
+}
+
+impl Exit {
+    pub fn code(&self) -> i32 {
+        match self {
+            Exit::Invalid(_) => 2,
+            Exit::Usage(_) => 64,
+            Exit::Other(_) => 1,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Exit::Invalid(m) | Exit::Usage(m) | Exit::Other(m) => m,
+        }
+    }
+}
+
+/// zkfleet leader: proves batches of transactions on a fleet of workers.
+#[derive(Parser, Debug)]
+#[command(name = "leader", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate valid, realistic batches (JSON on stdout).
+    Synth(SynthArgs),
+    /// Prove batches read from stdin or --input; the proof file goes to stdout or --output.
+    Prove(ProveArgs),
+    /// Verify a proof file and print its public values as JSON.
+    Verify(VerifyArgs),
+}
+
+/// Circuit parameters. Every circuit and so the circuit digest follows from these.
+#[derive(Args, Debug, Clone)]
+pub struct ParamsArgs {
+    /// Depth of the sparse Merkle state tree.
+    #[arg(long, env = "ZKFLEET_TREE_DEPTH", default_value_t = Params::default().tree_depth)]
+    pub tree_depth: usize,
+    /// Transactions per basic proof.
+    #[arg(long, env = "ZKFLEET_CHUNK_SIZE", default_value_t = Params::default().chunk_size)]
+    pub chunk_size: usize,
+    /// Children per aggregate proof.
+    #[arg(long, env = "ZKFLEET_ARITY", default_value_t = Params::default().arity)]
+    pub arity: usize,
+    /// Aggregation levels; a batch holds at most chunk-size × arity^levels transactions.
+    #[arg(long, env = "ZKFLEET_LEVELS", default_value_t = Params::default().levels)]
+    pub levels: usize,
+}
+
+impl ParamsArgs {
+    pub fn params(&self) -> Params {
+        Params { tree_depth: self.tree_depth, chunk_size: self.chunk_size, arity: self.arity, levels: self.levels }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Transactions per batch.
+    #[arg(long, env = "ZKFLEET_TXS")]
+    pub txs: usize,
+    /// Accounts in the first batch's pre-state.
+    #[arg(long, env = "ZKFLEET_ACCOUNTS", default_value_t = 1000)]
+    pub accounts: usize,
+    /// Consecutive batches; more than one gives a JSON array.
+    #[arg(long, env = "ZKFLEET_BATCHES", default_value_t = 1)]
+    pub batches: usize,
+    /// Seed of the generator: the same seed gives the same batches.
+    #[arg(long, env = "ZKFLEET_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Chain id of the batches.
+    #[arg(long, env = "ZKFLEET_CHAIN_ID", default_value_t = 1)]
+    pub chain_id: u64,
+    /// Number of the first batch.
+    #[arg(long, env = "ZKFLEET_FIRST_BATCH", default_value_t = 1)]
+    pub first_batch: u64,
+    /// Tree depth the batches must prove under (addresses never collide at this depth).
+    #[arg(long, env = "ZKFLEET_TREE_DEPTH", default_value_t = Params::default().tree_depth)]
+    pub tree_depth: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ProveArgs {
+    /// Read the batch witness from this file instead of stdin.
+    #[arg(long, env = "ZKFLEET_INPUT")]
+    pub input: Option<PathBuf>,
+    /// Write the proof file here instead of stdout.
+    #[arg(long, env = "ZKFLEET_OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Proof file of the batch before the first one; the new proof verifies it.
+    #[arg(long, env = "ZKFLEET_PREVIOUS_PROOF")]
+    pub previous_proof: Option<PathBuf>,
+    /// Workers of the embedded fleet.
+    #[arg(long, env = "ZKFLEET_WORKERS", default_value_t = default_workers())]
+    pub workers: usize,
+    /// RabbitMQ URI of a worker fleet (not in this build: the embedded fleet proves).
+    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
+    pub amqp_uri: Option<String>,
+    /// Object store URL: file:///abs/path or a path (default: the user's cache directory).
+    #[arg(long, env = "ZKFLEET_STORE")]
+    pub store: Option<String>,
+    /// Keep the job's intermediate artifacts in the store after success.
+    #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
+    pub keep_artifacts: bool,
+    /// Write per-task timings, wall time and peak memory as JSON to this file.
+    #[arg(long, env = "ZKFLEET_STATS")]
+    pub stats: Option<PathBuf>,
+    #[command(flatten)]
+    pub params: ParamsArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The proof file (one proof, or the array `prove` writes for several batches).
+    #[arg(long, env = "ZKFLEET_PROOF")]
+    pub proof: PathBuf,
+    /// Proof file of the batch before; checks that the proof continues it.
+    #[arg(long, env = "ZKFLEET_PREVIOUS_PROOF")]
+    pub previous_proof: Option<PathBuf>,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+pub async fn run(cli: Cli) -> Result<(), Exit> {
+    match cli.command {
+        Command::Synth(a) => {
+            if a.batches == 0 {
+                return Err(Exit::Usage("--batches must be at least 1".into()));
+            }
+            if !(4..=60).contains(&a.tree_depth) {
+                return Err(Exit::Usage(format!("--tree-depth {} is outside 4..=60", a.tree_depth)));
+            }
+            let batches = synth::synth(&synth::SynthOptions {
+                txs: a.txs,
+                accounts: a.accounts,
+                batches: a.batches,
+                seed: a.seed,
+                chain_id: a.chain_id.min(prover::batch::MAX_ID),
+                first_batch: a.first_batch,
+                tree_depth: a.tree_depth,
+            });
+            let json = if batches.len() == 1 {
+                serde_json::to_vec(&batches[0])
+            } else {
+                serde_json::to_vec(&batches)
+            };
+            prove::write_output(None, &json.expect("batches serialize"))
+        }
+        Command::Prove(a) => {
+            if a.amqp_uri.is_some() {
+                return Err(Exit::Usage(
+                    "--amqp-uri: this build proves with the embedded fleet only; leave it out".into(),
+                ));
+            }
+            if a.workers == 0 {
+                return Err(Exit::Usage("--workers must be at least 1".into()));
+            }
+            prove::prove(prove::ProveOptions {
+                input: a.input,
+                output: a.output,
+                previous_proof: a.previous_proof,
+                workers: a.workers,
+                store: a.store,
+                params: a.params.params(),
+                keep_artifacts: a.keep_artifacts,
+                stats: a.stats,
+            })
+            .await
+        }
+        Command::Verify(a) => verify::verify(&a.proof, a.previous_proof.as_deref()),
+    }
+}

@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod circuits;
 pub mod execute;
+pub mod fleet;
 pub mod params;
 pub mod proof_file;
 pub mod state;

@@ -1,1 +1,94 @@
-//! placeholder
+//! The worker's task code: read a task's inputs from the store, prove on a blocking thread, write
+//! the outputs, report. The embedded fleet and the broker fleet run exactly this function; only
+//! how tasks arrive and results leave differs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::store::StoreError;
+use common::{ProvingBackend, Store, Task, TaskError, TaskOutcome, TaskResult};
+use tracing::{info, info_span, warn, Instrument};
+
+fn store_error(e: StoreError) -> TaskError {
+    match e {
+        // An input that is not there will not appear by retrying: the job was purged or planned
+        // wrongly.
+        StoreError::NotFound(_) | StoreError::BadKey(_) | StoreError::BadUrl { .. } => {
+            TaskError::permanent(e.to_string())
+        }
+        StoreError::Io { .. } => TaskError::transient(e.to_string()),
+    }
+}
+
+/// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
+/// whose kind tells the caller whether to retry.
+pub async fn execute_task(
+    task: &Task,
+    store: &Store,
+    backend: Arc<dyn ProvingBackend>,
+    worker: &str,
+) -> TaskResult {
+    let span = info_span!(
+        "task",
+        job = %task.job,
+        batch = task.batch,
+        round = %task.round,
+        level = task.level,
+        index = task.index,
+        tx_range = ?task.tx_range,
+        attempt = task.attempt,
+    );
+    let started = Instant::now();
+    let outcome = match run(task, store, backend).instrument(span.clone()).await {
+        Ok(reused) => TaskOutcome::Done { reused },
+        Err(e) => TaskOutcome::Failed(e),
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| match &outcome {
+        TaskOutcome::Done { reused } => info!(duration_ms, reused, "task done"),
+        TaskOutcome::Failed(e) => warn!(duration_ms, kind = ?e.kind, error = %e, "task failed"),
+    });
+    TaskResult {
+        job: task.job.clone(),
+        round: task.round,
+        level: task.level,
+        index: task.index,
+        outcome,
+        duration_ms,
+        worker: worker.to_string(),
+    }
+}
+
+async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Result<bool, TaskError> {
+    // Redelivery is safe: a task whose outputs all exist is not proven again.
+    let mut all_exist = !task.outputs.is_empty();
+    for key in &task.outputs {
+        if !store.exists(key).await.map_err(store_error)? {
+            all_exist = false;
+            break;
+        }
+    }
+    if all_exist {
+        return Ok(true);
+    }
+    let mut inputs = Vec::with_capacity(task.inputs.len());
+    for key in &task.inputs {
+        inputs.push(store.get(key).await.map_err(store_error)?);
+    }
+    let owned = task.clone();
+    // Proving is CPU-bound and long: keep it off the async runtime.
+    let outputs = tokio::task::spawn_blocking(move || backend.prove(&owned, inputs))
+        .await
+        .map_err(|e| TaskError::permanent(format!("the prover panicked: {e}")))??;
+    if outputs.len() != task.outputs.len() {
+        return Err(TaskError::permanent(format!(
+            "backend returned {} outputs for {} keys",
+            outputs.len(),
+            task.outputs.len()
+        )));
+    }
+    for (key, bytes) in task.outputs.iter().zip(&outputs) {
+        store.put(key, bytes).await.map_err(store_error)?;
+    }
+    Ok(false)
+}

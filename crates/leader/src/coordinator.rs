@@ -1,0 +1,139 @@
+//! Drives planned jobs through a fleet: publishes each task once all of its inputs exist, follows
+//! results, retries transient failures, and stops at the first failure that retrying cannot fix.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use common::plan::Plan;
+use common::{Round, Task, TaskErrorKind, TaskOutcome, TaskResult};
+
+use crate::fleet::FleetHandle;
+use crate::progress::Progress;
+
+/// Attempts per task before a transient failure fails the job.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// One finished task, for reports and benchmarks.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TaskTiming {
+    pub job: String,
+    pub round: Round,
+    pub level: u32,
+    pub index: u32,
+    pub duration_ms: u64,
+    pub worker: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The input was invalid: the message is for the user.
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+struct Node {
+    task: Task,
+    waiting_on: usize,
+    dependents: Vec<usize>,
+    done: bool,
+}
+
+/// Runs `plans` to completion. `after[j]` names a job that job `j`'s `final` task must wait for
+/// (the previous batch, whose final proof it verifies).
+pub async fn run_jobs(
+    fleet: &mut FleetHandle,
+    plans: &[Plan],
+    after: &[Option<usize>],
+    progress: &mut Progress,
+) -> Result<Vec<TaskTiming>, JobFailure> {
+    // Flatten every plan into one graph.
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut final_of: Vec<usize> = Vec::new();
+    for plan in plans {
+        let base = nodes.len();
+        for planned in &plan.tasks {
+            nodes.push(Node { task: planned.task.clone(), waiting_on: 0, dependents: vec![], done: false });
+        }
+        for (i, planned) in plan.tasks.iter().enumerate() {
+            for &d in &planned.deps {
+                link(&mut nodes, base + d, base + i);
+            }
+        }
+        let fin = plan.tasks.iter().position(|t| t.task.round == Round::Final).expect("plans have a final task");
+        final_of.push(base + fin);
+    }
+    for (j, prev) in after.iter().enumerate() {
+        if let Some(p) = prev {
+            link(&mut nodes, final_of[*p], final_of[j]);
+        }
+    }
+
+    let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| nodes[i].waiting_on == 0).collect();
+    let mut remaining = nodes.len();
+    let mut timings = Vec::with_capacity(nodes.len());
+    let by_id: std::collections::HashMap<String, usize> =
+        nodes.iter().enumerate().map(|(i, n)| (n.task.id(), i)).collect();
+    let tick = Duration::from_secs(10);
+    let mut last_line = Instant::now();
+
+    while remaining > 0 {
+        tokio::select! {
+            permit = fleet.tasks.reserve(), if !ready.is_empty() => {
+                let permit = permit.map_err(|_| JobFailure::Failed("the fleet stopped".into()))?;
+                let i = ready.pop_front().expect("guarded by the branch condition");
+                permit.send(nodes[i].task.clone());
+            }
+            result = fleet.results.recv() => {
+                let result: TaskResult = result.ok_or_else(|| JobFailure::Failed("the fleet stopped".into()))?;
+                let id = format!("{}/{}/{}-{}", result.job, result.round, result.level, result.index);
+                let Some(&i) = by_id.get(&id) else { continue };
+                match result.outcome {
+                    TaskOutcome::Done { .. } => {
+                        if nodes[i].done {
+                            continue;
+                        }
+                        nodes[i].done = true;
+                        remaining -= 1;
+                        progress.task_done(&nodes[i].task);
+                        timings.push(TaskTiming {
+                            job: result.job,
+                            round: result.round,
+                            level: result.level,
+                            index: result.index,
+                            duration_ms: result.duration_ms,
+                            worker: result.worker,
+                        });
+                        for d in std::mem::take(&mut nodes[i].dependents) {
+                            nodes[d].waiting_on -= 1;
+                            if nodes[d].waiting_on == 0 {
+                                ready.push_back(d);
+                            }
+                        }
+                    }
+                    TaskOutcome::Failed(e) => match e.kind {
+                        TaskErrorKind::Transient if nodes[i].task.attempt < MAX_ATTEMPTS => {
+                            nodes[i].task.attempt += 1;
+                            tracing::warn!(task = %id, attempt = nodes[i].task.attempt, error = %e, "retrying task");
+                            ready.push_back(i);
+                        }
+                        TaskErrorKind::InvalidInput => return Err(JobFailure::InvalidInput(e.message)),
+                        _ => return Err(JobFailure::Failed(format!("task {id} failed: {}", e.message))),
+                    },
+                }
+            }
+            _ = tokio::time::sleep(tick.saturating_sub(last_line.elapsed())) => {}
+        }
+        if last_line.elapsed() >= tick {
+            progress.heartbeat();
+            last_line = Instant::now();
+        }
+    }
+    Ok(timings)
+}
+
+fn link(nodes: &mut [Node], from: usize, to: usize) {
+    nodes[from].dependents.push(to);
+    nodes[to].waiting_on += 1;
+}

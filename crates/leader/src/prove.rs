@@ -1,0 +1,282 @@
+//! `leader prove`: check the whole input first, then plan, dispatch and collect.
+//!
+//! Every batch is parsed and executed here before the first task is published, so that an invalid
+//! input fails with one clear line and leaves nothing behind: no task queued, no artifact stored,
+//! nothing on stdout.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::plan::{plan, JobShape, Plan};
+use common::{Round, Store};
+use prover::batch::parse_batches;
+use prover::execute::{execute, ExecutedBatch};
+use prover::fleet::{encode_params, ReferenceBackend, META_BATCH_NUMBER, META_CHAIN_ID};
+use prover::proof_file::{hash_hex, ProofFile, PublicValues};
+use prover::Params;
+use serde::Serialize;
+
+use crate::coordinator::{run_jobs, JobFailure, TaskTiming};
+use crate::fleet::start_embedded;
+use crate::progress::Progress;
+use crate::Exit;
+
+pub struct ProveOptions {
+    pub input: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub previous_proof: Option<PathBuf>,
+    pub workers: usize,
+    pub store: Option<String>,
+    pub params: Params,
+    pub keep_artifacts: bool,
+    pub stats: Option<PathBuf>,
+}
+
+/// What `--stats` writes: the raw figures behind the benchmark.
+#[derive(Serialize)]
+struct Stats<'a> {
+    workers: usize,
+    params: Params,
+    transactions: u64,
+    wall_ms: u64,
+    peak_rss_kib: Option<u64>,
+    tasks: &'a [TaskTiming],
+}
+
+pub fn read_input(path: Option<&Path>) -> Result<String, Exit> {
+    match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| Exit::Other(format!("reading {}: {e}", p.display()))),
+        None => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| Exit::Other(format!("reading stdin: {e}")))?;
+            Ok(s)
+        }
+    }
+}
+
+/// The link a batch must continue from: the previous batch of the input or the previous proof.
+struct Link {
+    chain_id: u64,
+    batch_number: u64,
+    post_root: String,
+}
+
+fn check_continues(link: &Link, next: &ExecutedBatch) -> Result<(), Exit> {
+    let invalid = |reason: String| Exit::Invalid(format!("batch {}: {reason}", next.batch_number));
+    if next.chain_id != link.chain_id {
+        return Err(invalid(format!("chain id {} differs from the previous batch's {}", next.chain_id, link.chain_id)));
+    }
+    if Some(next.batch_number) != link.batch_number.checked_add(1) {
+        return Err(invalid(format!("does not follow batch {}", link.batch_number)));
+    }
+    let pre = hash_hex(next.pre_root);
+    if pre != link.post_root {
+        return Err(invalid(format!(
+            "pre-state root {pre} is not the post-state root {} of batch {}",
+            link.post_root, link.batch_number
+        )));
+    }
+    Ok(())
+}
+
+fn job_id(batch: u64) -> String {
+    format!("b{batch}-{:08x}", rand::random::<u32>())
+}
+
+pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
+    opts.params.validate().map_err(Exit::Usage)?;
+    let text = read_input(opts.input.as_deref())?;
+    let batches = parse_batches(&text).map_err(|e| Exit::Invalid(e.to_string()))?;
+
+    let previous = match &opts.previous_proof {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Exit::Other(format!("reading {}: {e}", path.display())))?;
+            let file = ProofFile::from_json(&text)
+                .map_err(|e| Exit::Invalid(format!("previous proof {}: {e}", path.display())))?;
+            if file.params != opts.params {
+                return Err(Exit::Invalid(format!(
+                    "previous proof {} was made with other circuit parameters ({:?})",
+                    path.display(),
+                    file.params
+                )));
+            }
+            Some(file)
+        }
+        None => None,
+    };
+
+    // Execute everything up front: all errors surface before any work is dispatched.
+    let mut link = previous.as_ref().map(|p| Link {
+        chain_id: p.public_values.chain_id,
+        batch_number: p.public_values.batch_number,
+        post_root: p.public_values.post_state_root.clone(),
+    });
+    let mut executed = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        let out = execute(batch, &opts.params).map_err(|e| Exit::Invalid(e.to_string()))?;
+        if let Some(link) = &link {
+            check_continues(link, &out)?;
+        }
+        link = Some(Link { chain_id: out.chain_id, batch_number: out.batch_number, post_root: hash_hex(out.post_root) });
+        executed.push(out);
+    }
+
+    let store_url = opts.store.clone().unwrap_or_else(Store::default_url);
+    let store = Store::open(&store_url).map_err(|e| Exit::Usage(format!("--store: {e}")))?;
+    let jobs: Vec<String> = batches.iter().map(|b| job_id(b.batch_number)).collect();
+    let result = run(&opts, &store, &jobs, &batches, &executed, previous.as_ref()).await;
+    if result.is_err() || !opts.keep_artifacts {
+        for job in &jobs {
+            let _ = store.delete_prefix(&format!("jobs/{job}")).await;
+        }
+    }
+    let output = result?;
+    write_output(opts.output.as_deref(), &output)
+}
+
+async fn run(
+    opts: &ProveOptions,
+    store: &Store,
+    jobs: &[String],
+    batches: &[prover::batch::Batch],
+    executed: &[ExecutedBatch],
+    previous: Option<&ProofFile>,
+) -> Result<Vec<u8>, Exit> {
+    let store_err = |e: common::store::StoreError| Exit::Other(format!("store: {e}"));
+    let params_bytes = encode_params(&opts.params);
+    let mut plans: Vec<Plan> = Vec::with_capacity(batches.len());
+    let mut after = Vec::with_capacity(batches.len());
+    for (i, (batch, out)) in batches.iter().zip(executed).enumerate() {
+        let job = &jobs[i];
+        let input_key = format!("jobs/{job}/input/0-0");
+        let single = serde_json::to_vec(batch).expect("batches serialize");
+        store.put(&input_key, &single).await.map_err(store_err)?;
+        let previous_final_key = if i > 0 {
+            Some(plans[i - 1].final_key().to_string())
+        } else if let Some(prev) = previous {
+            let key = format!("jobs/{job}/previous/0-0");
+            let bytes = prev.chain_proof_bytes().map_err(|e| Exit::Invalid(format!("previous proof: {e}")))?;
+            store.put(&key, &bytes).await.map_err(store_err)?;
+            Some(key)
+        } else {
+            None
+        };
+        let shape = JobShape {
+            job: job.clone(),
+            batch: batch.batch_number,
+            tx_count: out.tx_count,
+            chunk_size: opts.params.chunk_size as u64,
+            arity: opts.params.arity,
+            levels: opts.params.levels,
+            input_key,
+            previous_final_key,
+            params: params_bytes.clone(),
+            meta: BTreeMap::from([
+                (META_CHAIN_ID.to_string(), batch.chain_id.to_string()),
+                (META_BATCH_NUMBER.to_string(), batch.batch_number.to_string()),
+            ]),
+        };
+        plans.push(plan(&shape).map_err(|e| Exit::Invalid(format!("batch {}: {e}", batch.batch_number)))?);
+        after.push(i.checked_sub(1));
+    }
+
+    let started = Instant::now();
+    let progress_jobs: Vec<_> =
+        jobs.iter().zip(executed).map(|(j, e)| (j.clone(), e.batch_number, e.tx_count)).collect();
+    let mut progress = Progress::new(&progress_jobs);
+    let mut fleet = start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new()));
+    tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store_description(store), "proving");
+    let outcome = run_jobs(&mut fleet, &plans, &after, &mut progress).await;
+    progress.finish();
+    fleet.stop().await;
+    let timings = outcome.map_err(|e| match e {
+        JobFailure::InvalidInput(m) => Exit::Invalid(m),
+        JobFailure::Failed(m) => Exit::Other(m),
+    })?;
+
+    if let Some(path) = &opts.stats {
+        let stats = Stats {
+            workers: opts.workers,
+            params: opts.params,
+            transactions: executed.iter().map(|e| e.tx_count).sum(),
+            wall_ms: started.elapsed().as_millis() as u64,
+            peak_rss_kib: peak_rss_kib(),
+            tasks: &timings,
+        };
+        std::fs::write(path, serde_json::to_vec_pretty(&stats).expect("stats serialize"))
+            .map_err(|e| Exit::Other(format!("writing {}: {e}", path.display())))?;
+    }
+
+    let mut files = Vec::with_capacity(plans.len());
+    for (plan, out) in plans.iter().zip(executed) {
+        let bytes = store.get(plan.output_key()).await.map_err(store_err)?;
+        let file: ProofFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Exit::Other(format!("stored proof file does not parse: {e}")))?;
+        check_values(&file.public_values, out)?;
+        files.push(file);
+    }
+    debug_assert!(plans.iter().all(|p| p.tasks.last().map(|t| t.task.round) == Some(Round::Compress)));
+    let json = if files.len() == 1 {
+        serde_json::to_vec_pretty(&files[0])
+    } else {
+        serde_json::to_vec_pretty(&files)
+    };
+    Ok(json.expect("proof files serialize"))
+}
+
+/// The proof must bind what the leader computed itself: a fleet that returns a proof of
+/// anything else is broken, and its proof must not reach the user.
+fn check_values(values: &PublicValues, expected: &ExecutedBatch) -> Result<(), Exit> {
+    let ok = values.chain_id == expected.chain_id
+        && values.batch_number == expected.batch_number
+        && values.pre_state_root == hash_hex(expected.pre_root)
+        && values.post_state_root == hash_hex(expected.post_root)
+        && values.tx_commitment == hash_hex(expected.tx_commitment)
+        && values.tx_count == expected.tx_count;
+    if ok {
+        Ok(())
+    } else {
+        Err(Exit::Other(format!("the fleet returned a proof of other values for batch {}", expected.batch_number)))
+    }
+}
+
+fn store_description(store: &Store) -> String {
+    match store {
+        Store::Local(s) => s.root().display().to_string(),
+        Store::Memory(_) => "memory".into(),
+    }
+}
+
+/// Peak resident set of this process (Linux), for the benchmark.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Writes the proof atomically: a reader of `--output` never sees half a proof.
+pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), Exit> {
+    match path {
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)
+                .and_then(|_| out.write_all(b"\n"))
+                .and_then(|_| out.flush())
+                .map_err(|e| Exit::Other(format!("writing stdout: {e}")))
+        }
+        Some(path) => {
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            std::fs::write(&tmp, bytes)
+                .and_then(|_| std::fs::rename(&tmp, path))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    Exit::Other(format!("writing {}: {e}", path.display()))
+                })
+        }
+    }
+}
