@@ -93,10 +93,9 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
 
     let previous = match &opts.previous_proof {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Exit::Other(format!("reading {}: {e}", path.display())))?;
-            let file = ProofFile::from_json(&text)
-                .map_err(|e| Exit::Invalid(format!("previous proof {}: {e}", path.display())))?;
+            // A file of several proofs (what proving an array writes) continues from its last.
+            let (mut files, _) = crate::verify::read_files(path)?;
+            let file = files.pop().expect("read_files returns at least one proof");
             if file.params != opts.params {
                 return Err(Exit::Invalid(format!(
                     "previous proof {} was made with other circuit parameters ({:?})",
@@ -188,7 +187,9 @@ async fn run(
     let progress_jobs: Vec<_> =
         jobs.iter().zip(executed).map(|(j, e)| (j.clone(), e.batch_number, e.tx_count)).collect();
     let mut progress = Progress::new(&progress_jobs);
-    let mut fleet = start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new()));
+    let backend = Arc::new(ReferenceBackend::new());
+    backend.warm_up(opts.params);
+    let mut fleet = start_embedded(opts.workers, store.clone(), backend);
     tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store_description(store), "proving");
     let outcome = run_jobs(&mut fleet, &plans, &after, &mut progress).await;
     progress.finish();

@@ -151,7 +151,8 @@ mod tests {
         let mut counts: Vec<usize> = by_sender.values().copied().collect();
         counts.sort_unstable_by(|a, b| b.cmp(a));
         let top10: usize = counts.iter().take(10).sum();
-        assert!(top10 * 5 > batch.transactions.len(), "ten hottest senders send over 20%: {top10}");
+        // Uniform choice would give the top 1% of accounts about 1% of transfers.
+        assert!(top10 * 8 > batch.transactions.len(), "ten hottest senders send over 12%: {top10}");
         assert!(by_sender.len() > 100, "a long tail of senders: {}", by_sender.len());
         let selfs = batch.transactions.iter().filter(|t| t.from == t.to).count();
         let zeros = batch.transactions.iter().filter(|t| t.value.0 == 0).count();

@@ -9,7 +9,8 @@ use prover::{CircuitSet, Params};
 
 use crate::Exit;
 
-fn read_files(path: &Path) -> Result<(Vec<ProofFile>, bool), Exit> {
+/// Reads a proof file: one proof, or an array of consecutive proofs (flag says which).
+pub fn read_files(path: &Path) -> Result<(Vec<ProofFile>, bool), Exit> {
     let text = std::fs::read_to_string(path).map_err(|e| Exit::Other(format!("reading {}: {e}", path.display())))?;
     let invalid = |e: VerifyError| Exit::Invalid(format!("{}: {e}", path.display()));
     let value: serde_json::Value = serde_json::from_str(&text)

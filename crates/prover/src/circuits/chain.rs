@@ -136,6 +136,12 @@ impl FinalCircuit {
         })
     }
 
+    /// The stand-in proof for a batch without a previous one, built on first use.
+    pub fn base_proof(&self) -> &ProofWithPublicInputs<F, C, D> {
+        self.base_proof
+            .get_or_init(|| cyclic_base_proof(&self.data.common, &self.data.verifier_only, Default::default()))
+    }
+
     /// Checks that `proof` is a final proof of this circuit, its own verifier data included.
     pub fn verify(&self, proof: &ProofWithPublicInputs<F, C, D>) -> anyhow::Result<()> {
         check_cyclic_proof_verifier_data(proof, &self.data.verifier_only, &self.data.common)?;
@@ -156,9 +162,7 @@ impl FinalCircuit {
         pw.set_bool_target(self.has_previous, previous.is_some())?;
         let previous = match previous {
             Some(p) => p,
-            None => self.base_proof.get_or_init(|| {
-                cyclic_base_proof(&self.data.common, &self.data.verifier_only, Default::default())
-            }),
+            None => self.base_proof(),
         };
         pw.set_proof_with_pis_target(&self.previous, previous)?;
         pw.set_verifier_data_target(&self.own_vk, &self.data.verifier_only)?;
