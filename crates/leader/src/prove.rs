@@ -187,12 +187,18 @@ async fn run(
     let progress_jobs: Vec<_> =
         jobs.iter().zip(executed).map(|(j, e)| (j.clone(), e.batch_number, e.tx_count)).collect();
     let mut progress = Progress::new(&progress_jobs);
-    let backend = Arc::new(ReferenceBackend::new());
-    backend.warm_up(opts.params);
-    let mut fleet = start_embedded(opts.workers, store.clone(), backend);
+    let mut fleet = start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new()));
     tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store_description(store), "proving");
-    let outcome = run_jobs(&mut fleet, &plans, &after, &mut progress).await;
+    let outcome = tokio::select! {
+        outcome = run_jobs(&mut fleet, &plans, &after, &mut progress) => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            // Proofs in hand end with the process; the caller removes the jobs' artifacts.
+            progress.finish();
+            return Err(Exit::Other("interrupted".into()));
+        }
+    };
     progress.finish();
+    // Waits for proofs in hand, so that none writes after the caller cleans up.
     fleet.stop().await;
     let timings = outcome.map_err(|e| match e {
         JobFailure::InvalidInput(m) => Exit::Invalid(m),

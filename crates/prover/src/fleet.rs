@@ -32,25 +32,6 @@ impl ReferenceBackend {
         Self::default()
     }
 
-    /// Builds every circuit of `params` on a background thread, in the order the rounds need
-    /// them, so that the single-threaded parts of circuit building overlap the first proofs
-    /// instead of delaying the last ones. Tasks that need a circuit still being built wait for it.
-    pub fn warm_up(&self, params: Params) {
-        let backend = self.backend(params);
-        std::thread::Builder::new()
-            .name("circuit-warm-up".into())
-            .spawn(move || {
-                let circuits = backend.circuits();
-                circuits.basic();
-                for level in 1..=params.levels {
-                    circuits.aggregate(level);
-                }
-                circuits.final_circuit().base_proof();
-                circuits.compress();
-            })
-            .expect("threads can be spawned");
-    }
-
     /// The backend for `params`, created on first use and shared afterwards.
     pub fn backend(&self, params: Params) -> Arc<Backend> {
         self.backends.lock().unwrap().entry(params).or_insert_with(|| Arc::new(Backend::new(params))).clone()

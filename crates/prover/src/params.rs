@@ -19,7 +19,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { tree_depth: 32, chunk_size: 32, arity: 4, levels: 3 }
+        Self { tree_depth: 32, chunk_size: 32, arity: 2, levels: 6 }
     }
 }
 
