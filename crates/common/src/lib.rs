@@ -2,6 +2,7 @@
 //! and telemetry setup.
 
 pub mod backend;
+pub mod cli;
 pub mod error;
 pub mod plan;
 pub mod protocol;

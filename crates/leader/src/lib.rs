@@ -156,8 +156,8 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             if a.batches == 0 {
                 return Err(Exit::Usage("--batches must be at least 1".into()));
             }
-            if !(4..=60).contains(&a.tree_depth) {
-                return Err(Exit::Usage(format!("--tree-depth {} is outside 4..=60", a.tree_depth)));
+            if !(4..=32).contains(&a.tree_depth) {
+                return Err(Exit::Usage(format!("--tree-depth {} is outside 4..=32", a.tree_depth)));
             }
             let batches = synth::synth(&synth::SynthOptions {
                 txs: a.txs,

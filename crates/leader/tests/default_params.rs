@@ -1,4 +1,4 @@
-//! The default circuit parameters (32-level tree, 32-transaction chunks, arity 4, 3 levels) prove
+//! The default circuit parameters (32-level tree, 40-transaction chunks, arity 2, 6 levels) prove
 //! and verify a real batch end to end.
 
 use std::process::{Command, Stdio};
@@ -31,7 +31,7 @@ fn default_parameters_prove_and_verify() {
 
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     assert_eq!(file["params"]["tree_depth"], 32);
-    assert_eq!(file["params"]["chunk_size"], 32);
+    assert_eq!(file["params"]["chunk_size"], 40);
 
     let mut verify = Command::new(leader);
     verify.args(["verify", "--proof"]).arg(&proof);

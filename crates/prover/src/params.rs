@@ -19,7 +19,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { tree_depth: 32, chunk_size: 32, arity: 2, levels: 6 }
+        Self { tree_depth: 32, chunk_size: 40, arity: 2, levels: 6 }
     }
 }
 
@@ -36,8 +36,8 @@ impl Params {
 
     /// Checks the ranges the circuits support; the message names the parameter.
     pub fn validate(&self) -> Result<(), String> {
-        if !(4..=60).contains(&self.tree_depth) {
-            return Err(format!("tree depth {} is outside 4..=60", self.tree_depth));
+        if !(4..=32).contains(&self.tree_depth) {
+            return Err(format!("tree depth {} is outside 4..=32", self.tree_depth));
         }
         if !(1..=256).contains(&self.chunk_size) {
             return Err(format!("chunk size {} is outside 1..=256", self.chunk_size));

@@ -1,18 +1,10 @@
 //! The `leader` binary: parse the command line, set up logging, run, map the outcome to an exit
 //! code (0 success, 2 invalid input, 1 other failure, 64 bad usage).
 
-use clap::Parser;
 use leader::{run, Cli};
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 64 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
-        }
-    };
+    let cli: Cli = common::cli::parse_or_exit();
     common::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -118,7 +118,16 @@ pub(super) fn select_hash(
 /// The position bits (leaf level first) of an address, as `Address::position` defines them.
 fn position_bits(b: &mut CircuitBuilder<F, D>, address: [Target; 5], depth: usize) -> Vec<BoolTarget> {
     let h = b.hash_n_to_hash_no_pad::<PoseidonHash>(address.to_vec());
-    let (low, _high) = b.split_low_high(h.elements[0], depth, 64);
+    let (low, high) = b.split_low_high(h.elements[0], depth, 64);
+    // `low + high·2^depth` may also decompose `h + p` when that stays below 2^64, which would give
+    // one address two positions. Only the largest `high` can do that: rule out the non-canonical
+    // sums it allows (all of them below depth 32; every nonzero `low` at depth 32).
+    debug_assert!(depth <= 32, "Params::validate keeps the depth at most 32");
+    let max_high = b.constant(F::from_canonical_u64((1u64 << (64 - depth)) - 1));
+    let is_max = b.is_equal(high, max_high);
+    let forbidden = if depth < 32 { b.add_const(low, F::ONE) } else { low };
+    let violation = b.mul(is_max.target, forbidden);
+    b.assert_zero(violation);
     b.split_le(low, depth)
 }
 

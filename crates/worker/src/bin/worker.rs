@@ -8,19 +8,12 @@ use clap::Parser;
 #[command(version, about)]
 struct Cli {
     /// RabbitMQ URI of the fleet.
-    #[arg(long, env = "ZKFLEET_AMQP_URI")]
+    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
     amqp_uri: Option<String>,
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 64 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
-        }
-    };
+    let cli: Cli = common::cli::parse_or_exit();
     let _ = cli.amqp_uri;
     eprintln!("worker: this build has no broker transport yet; run the embedded fleet with `leader prove --workers N`");
     std::process::exit(64);
