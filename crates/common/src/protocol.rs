@@ -69,10 +69,14 @@ pub struct Task {
     pub trace: BTreeMap<String, String>,
 }
 
+/// `job/round/level-index`: unique within a fleet, used in logs and as a message id.
+fn task_id(job: &str, round: Round, level: u32, index: u32) -> String {
+    format!("{job}/{round}/{level}-{index}")
+}
+
 impl Task {
-    /// `job/round/level-index`: unique within a fleet, used in logs and as a message id.
     pub fn id(&self) -> String {
-        format!("{}/{}/{}-{}", self.job, self.round, self.level, self.index)
+        task_id(&self.job, self.round, self.level, self.index)
     }
 }
 
@@ -94,6 +98,13 @@ pub struct TaskResult {
     /// Time spent on the task, from taking it to its outputs being durable.
     pub duration_ms: u64,
     pub worker: String,
+}
+
+impl TaskResult {
+    /// The id of the task this result reports on.
+    pub fn task_id(&self) -> String {
+        task_id(&self.job, self.round, self.level, self.index)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +143,16 @@ mod tests {
         assert!(bytes.len() < 512, "messages stay small: {} bytes", bytes.len());
         assert_eq!(decode::<Task>(&bytes).unwrap(), task);
         assert_eq!(task.id(), "j1/aggregate/2-3");
+        let result = TaskResult {
+            job: task.job.clone(),
+            round: task.round,
+            level: task.level,
+            index: task.index,
+            outcome: TaskOutcome::Done { reused: false },
+            duration_ms: 1,
+            worker: "w".into(),
+        };
+        assert_eq!(result.task_id(), task.id(), "a result names the task it reports on");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub async fn run_jobs(
             }
             result = fleet.results.recv() => {
                 let result: TaskResult = result.ok_or_else(|| JobFailure::Failed("the fleet stopped".into()))?;
-                let id = format!("{}/{}/{}-{}", result.job, result.round, result.level, result.index);
+                let id = result.task_id();
                 let Some(&i) = by_id.get(&id) else { continue };
                 match result.outcome {
                     TaskOutcome::Done { .. } => {

@@ -38,8 +38,8 @@ impl Address {
     /// The leaf position of this address in a tree of the given depth.
     pub fn position(&self, depth: usize) -> u64 {
         let h = hash_n_to_hash_no_pad::<F, PoseidonPermutation<F>>(&self.field_limbs());
-        let mask = if depth >= 64 { u64::MAX } else { (1u64 << depth) - 1 };
-        h.elements[0].to_canonical_u64() & mask
+        debug_assert!(depth <= 32, "Params::validate keeps the depth at most 32");
+        h.elements[0].to_canonical_u64() & ((1u64 << depth) - 1)
     }
 }
 
