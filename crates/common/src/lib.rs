@@ -1,13 +1,15 @@
-//! Pieces every zkfleet process shares: the task protocol, the round planner, the object store
-//! and telemetry setup.
+//! Pieces every zkfleet process shares: the task protocol, the round planner, the object store,
+//! telemetry setup, and the broker topology and connection.
 
 pub mod backend;
+pub mod broker;
 pub mod cli;
 pub mod error;
 pub mod plan;
 pub mod protocol;
 pub mod store;
 pub mod telemetry;
+pub mod topology;
 
 pub use backend::ProvingBackend;
 pub use error::{TaskError, TaskErrorKind};

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::protocol::{Round, Task};
 
 /// What the planner needs to know about a job.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobShape {
     pub job: String,
     pub batch: u64,

@@ -89,6 +89,33 @@ impl Store {
         }
     }
 
+    /// Writes `bytes` under `key`, replacing what is there. Only for small records that change
+    /// (the last error of a task); proofs and inputs use [`Store::put`].
+    pub async fn replace(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        check_key(key)?;
+        match self {
+            Store::Local(s) => s.replace(key, bytes).await,
+            Store::Memory(s) => {
+                s.objects.lock().unwrap().insert(key.to_string(), bytes.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        match self {
+            Store::Local(s) => match tokio::fs::remove_file(s.path(key)).await {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(io(key, e)),
+                _ => Ok(()),
+            },
+            Store::Memory(s) => {
+                s.objects.lock().unwrap().remove(key);
+                Ok(())
+            }
+        }
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
         match self {
@@ -165,6 +192,17 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    async fn replace(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key);
+        let dir = path.parent().expect("keys have a parent under the root");
+        tokio::fs::create_dir_all(dir).await.map_err(|e| io(key, e))?;
+        let tmp = dir.join(format!(".tmp-{}", rand::random::<u64>()));
+        tokio::fs::write(&tmp, bytes).await.map_err(|e| io(key, e))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| io(key, e))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<HashMap<String, Vec<u8>>>>,
@@ -195,6 +233,12 @@ mod tests {
         assert!(!store.put("jobs/a/x", b"two").await.unwrap(), "first writer wins");
         assert_eq!(store.get("jobs/a/x").await.unwrap(), b"one");
         assert!(store.exists("jobs/a/x").await.unwrap());
+        store.replace("jobs/a/note", b"first").await.unwrap();
+        store.replace("jobs/a/note", b"second").await.unwrap();
+        assert_eq!(store.get("jobs/a/note").await.unwrap(), b"second");
+        store.delete("jobs/a/note").await.unwrap();
+        store.delete("jobs/a/note").await.unwrap();
+        assert!(!store.exists("jobs/a/note").await.unwrap());
         store.put("jobs/b/y", b"keep").await.unwrap();
         store.delete_prefix("jobs/a").await.unwrap();
         assert!(!store.exists("jobs/a/x").await.unwrap());

@@ -1,13 +1,13 @@
 //! Drives planned jobs through a fleet: publishes each task once all of its inputs exist, follows
 //! results, retries transient failures, and stops at the first failure that retrying cannot fix.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use common::plan::Plan;
 use common::{Round, Task, TaskErrorKind, TaskOutcome, TaskResult};
 
-use crate::fleet::FleetHandle;
+use crate::fleet::{FleetEvent, FleetHandle};
 use crate::progress::Progress;
 
 /// Attempts per task before a transient failure fails the job.
@@ -41,11 +41,13 @@ struct Node {
 }
 
 /// Runs `plans` to completion. `after[j]` names a job that job `j`'s `final` task must wait for
-/// (the previous batch, whose final proof it verifies).
+/// (the previous batch, whose final proof it verifies). Tasks whose ids are in `done` are not
+/// dispatched (a resumed job whose outputs exist already).
 pub async fn run_jobs(
     fleet: &mut FleetHandle,
     plans: &[Plan],
     after: &[Option<usize>],
+    done: &HashSet<String>,
     progress: &mut Progress,
 ) -> Result<Vec<TaskTiming>, JobFailure> {
     // Flatten every plan into one graph.
@@ -70,8 +72,19 @@ pub async fn run_jobs(
         }
     }
 
-    let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| nodes[i].waiting_on == 0).collect();
     let mut remaining = nodes.len();
+    for i in 0..nodes.len() {
+        if done.contains(&nodes[i].task.id()) {
+            nodes[i].done = true;
+            remaining -= 1;
+            progress.task_done(&nodes[i].task);
+            for d in std::mem::take(&mut nodes[i].dependents) {
+                nodes[d].waiting_on -= 1;
+            }
+        }
+    }
+    let mut ready: VecDeque<usize> =
+        (0..nodes.len()).filter(|&i| !nodes[i].done && nodes[i].waiting_on == 0).collect();
     let mut timings = Vec::with_capacity(nodes.len());
     let by_id: std::collections::HashMap<String, usize> =
         nodes.iter().enumerate().map(|(i, n)| (n.task.id(), i)).collect();
@@ -85,8 +98,21 @@ pub async fn run_jobs(
                 let i = ready.pop_front().expect("guarded by the branch condition");
                 permit.send(nodes[i].task.clone());
             }
-            result = fleet.results.recv() => {
-                let result: TaskResult = result.ok_or_else(|| JobFailure::Failed("the fleet stopped".into()))?;
+            event = fleet.events.recv() => {
+                let result: TaskResult = match event.ok_or_else(|| JobFailure::Failed("the fleet stopped".into()))? {
+                    FleetEvent::Result(result) => result,
+                    FleetEvent::DeadLettered { task_id, reason, deliveries, last_error } => {
+                        if !by_id.contains_key(&task_id) {
+                            continue;
+                        }
+                        let last = last_error.map(|e| format!("; last error: {e}")).unwrap_or_default();
+                        return Err(JobFailure::Failed(format!(
+                            "task {task_id} was dead-lettered ({reason}) after {deliveries} deliveries{last}"
+                        )));
+                    }
+                    FleetEvent::Cancelled { job } => return Err(JobFailure::Failed(format!("job {job} was cancelled"))),
+                    FleetEvent::Lost(message) => return Err(JobFailure::Failed(message)),
+                };
                 let id = result.task_id();
                 let Some(&i) = by_id.get(&id) else { continue };
                 match result.outcome {

@@ -1,6 +1,8 @@
-//! The embedded fleet: `N` workers in this process, fed through a bounded in-process queue, each
-//! running exactly the worker's task code ([`worker::execute_task`]). It is what `leader prove`
-//! uses when no broker is given.
+//! The leader's view of a fleet: a channel for tasks and one for events, whatever carries them.
+//!
+//! The embedded fleet is `N` workers in this process, fed through a bounded in-process queue, each
+//! running exactly the worker's task code ([`worker::execute_task`]); `leader prove` uses it when
+//! no broker is given. The broker fleet is in [`crate::broker_fleet`].
 
 use std::sync::Arc;
 
@@ -9,20 +11,33 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The leader's side of a fleet: where tasks go and results come from.
+/// What a fleet tells the leader.
+#[derive(Debug)]
+pub enum FleetEvent {
+    Result(TaskResult),
+    /// The broker gave up on a task: it was delivered too often or was unreadable.
+    DeadLettered { task_id: String, reason: String, deliveries: u64, last_error: Option<String> },
+    /// An operator cancelled the job.
+    Cancelled { job: String },
+    /// The fleet cannot go on (the broker is gone for good).
+    Lost(String),
+}
+
+/// The leader's side of a fleet: where tasks go and events come from.
 pub struct FleetHandle {
     pub tasks: mpsc::Sender<Task>,
-    pub results: mpsc::Receiver<TaskResult>,
-    workers: JoinSet<()>,
-    shutdown: CancellationToken,
+    pub events: mpsc::Receiver<FleetEvent>,
+    pub(crate) background: JoinSet<()>,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl FleetHandle {
-    /// Stops the workers: no new task is taken; a proof in hand is abandoned with the process.
+    /// Stops the fleet's background work and waits for it: embedded workers finish the proof in
+    /// hand, a broker connection is closed.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         drop(self.tasks);
-        while self.workers.join_next().await.is_some() {}
+        while self.background.join_next().await.is_some() {}
     }
 }
 
@@ -31,7 +46,7 @@ pub fn start_embedded(workers: usize, store: Store, backend: Arc<dyn ProvingBack
     // Bounded like a broker's prefetch: one task waiting per worker.
     let (task_tx, task_rx) = mpsc::channel::<Task>(workers);
     // Room for every worker's result, so a worker never waits on the leader to report.
-    let (result_tx, result_rx) = mpsc::channel::<TaskResult>(workers * 2);
+    let (result_tx, result_rx) = mpsc::channel::<FleetEvent>(workers * 2);
     let task_rx = Arc::new(Mutex::new(task_rx));
     let shutdown = CancellationToken::new();
     let mut set = JoinSet::new();
@@ -49,11 +64,11 @@ pub fn start_embedded(workers: usize, store: Store, backend: Arc<dyn ProvingBack
                     },
                 };
                 let result = worker::execute_task(&task, &store, backend.clone(), &name).await;
-                if result_tx.send(result).await.is_err() {
+                if result_tx.send(FleetEvent::Result(result)).await.is_err() {
                     break;
                 }
             }
         });
     }
-    FleetHandle { tasks: task_tx, results: result_rx, workers: set, shutdown }
+    FleetHandle { tasks: task_tx, events: result_rx, background: set, shutdown }
 }

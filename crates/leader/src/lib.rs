@@ -1,8 +1,12 @@
-//! The zkfleet leader: generates batches (`synth`), proves them on a fleet (`prove`) and checks
-//! proofs (`verify`). The binary parses the command line and calls [`run`].
+//! The zkfleet leader: generates batches (`synth`), proves them on a fleet (`prove`), checks
+//! proofs (`verify`) and operates a broker fleet (`status`, `cancel`, `resume`, `dead`, `purge`).
+//! The binary parses the command line and calls [`run`].
 
+pub mod broker_fleet;
 pub mod coordinator;
 pub mod fleet;
+pub mod journal;
+pub mod ops;
 pub mod progress;
 pub mod prove;
 pub mod synth;
@@ -56,6 +60,79 @@ pub enum Command {
     Prove(ProveArgs),
     /// Verify a proof file and print its public values as JSON.
     Verify(VerifyArgs),
+    /// Show the fleet's queues and the progress of every job on it.
+    Status(StatusArgs),
+    /// Cancel jobs: nothing more of them is proven, their queued tasks are dropped.
+    Cancel(JobsArgs),
+    /// Finish jobs whose leader is gone; the proof goes to stdout or --output.
+    Resume(ResumeArgs),
+    /// List dead-lettered tasks with their last error; requeue or discard them.
+    Dead(DeadArgs),
+    /// Cancel jobs and remove their artifacts and results queues.
+    Purge(JobsArgs),
+}
+
+/// Where the fleet is.
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    /// RabbitMQ URI of the fleet.
+    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
+    pub amqp_uri: String,
+    /// Object store URL of the fleet (default: the user's cache directory).
+    #[arg(long, env = "ZKFLEET_STORE")]
+    pub store: Option<String>,
+}
+
+impl FleetArgs {
+    fn store(&self) -> Result<common::Store, Exit> {
+        let url = self.store.clone().unwrap_or_else(common::Store::default_url);
+        common::Store::open(&url).map_err(|e| Exit::Usage(format!("--store: {e}")))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// RabbitMQ management API base URL (default: http://<broker host>:15672).
+    #[arg(long, env = "ZKFLEET_MANAGEMENT_URL")]
+    pub management_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    /// Job ids, as `prove` logs them.
+    #[arg(required = true)]
+    pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// Job ids, as `prove` logs them; the jobs of one chained input go together.
+    #[arg(required = true)]
+    pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Write the proof file here instead of stdout.
+    #[arg(long, env = "ZKFLEET_OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Keep the jobs' intermediate artifacts in the store after success.
+    #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
+    pub keep_artifacts: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeadArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Put the listed tasks back on their round's queue.
+    #[arg(long, conflicts_with = "discard")]
+    pub requeue: bool,
+    /// Drop the listed tasks for good.
+    #[arg(long)]
+    pub discard: bool,
 }
 
 /// Circuit parameters. Every circuit and so the circuit digest follows from these.
@@ -120,7 +197,7 @@ pub struct ProveArgs {
     /// Workers of the embedded fleet.
     #[arg(long, env = "ZKFLEET_WORKERS", default_value_t = default_workers())]
     pub workers: usize,
-    /// RabbitMQ URI of a worker fleet (not in this build: the embedded fleet proves).
+    /// RabbitMQ URI of a worker fleet; without it the embedded fleet proves.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
     pub amqp_uri: Option<String>,
     /// Object store URL: file:///abs/path or a path (default: the user's cache directory).
@@ -159,6 +236,15 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             if !(4..=32).contains(&a.tree_depth) {
                 return Err(Exit::Usage(format!("--tree-depth {} is outside 4..=32", a.tree_depth)));
             }
+            // Addresses must land on distinct leaves; past half full, finding one gets slow.
+            if (a.accounts as u128) * 2 > 1u128 << a.tree_depth {
+                return Err(Exit::Usage(format!(
+                    "--accounts {} does not fit a tree of depth {}: at most {} accounts (half its leaves)",
+                    a.accounts,
+                    a.tree_depth,
+                    (1u128 << a.tree_depth) / 2
+                )));
+            }
             let batches = synth::synth(&synth::SynthOptions {
                 txs: a.txs,
                 accounts: a.accounts,
@@ -176,11 +262,6 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             prove::write_output(None, &json.expect("batches serialize"))
         }
         Command::Prove(a) => {
-            if a.amqp_uri.is_some() {
-                return Err(Exit::Usage(
-                    "--amqp-uri: this build proves with the embedded fleet only; leave it out".into(),
-                ));
-            }
             if a.workers == 0 {
                 return Err(Exit::Usage("--workers must be at least 1".into()));
             }
@@ -193,9 +274,34 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 params: a.params.params(),
                 keep_artifacts: a.keep_artifacts,
                 stats: a.stats,
+                amqp_uri: a.amqp_uri,
             })
             .await
         }
         Command::Verify(a) => verify::verify(&a.proof, a.previous_proof.as_deref()),
+        Command::Status(a) => ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store()?).await,
+        Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store()?, &a.jobs).await,
+        Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store()?, &a.jobs).await,
+        Command::Resume(a) => {
+            ops::resume(ops::ResumeOptions {
+                store: a.fleet.store()?,
+                uri: a.fleet.amqp_uri,
+                jobs: a.jobs,
+                output: a.output,
+                keep_artifacts: a.keep_artifacts,
+                stats: None,
+            })
+            .await
+        }
+        Command::Dead(a) => {
+            let action = if a.requeue {
+                ops::DeadAction::Requeue
+            } else if a.discard {
+                ops::DeadAction::Discard
+            } else {
+                ops::DeadAction::List
+            };
+            ops::dead(&a.fleet.amqp_uri, &a.fleet.store()?, action).await
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! input fails with one clear line and leaves nothing behind: no task queued, no artifact stored,
 //! nothing on stdout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::coordinator::{run_jobs, JobFailure, TaskTiming};
 use crate::fleet::start_embedded;
 use crate::progress::Progress;
+use crate::journal::{self, Journal};
 use crate::Exit;
 
 pub struct ProveOptions {
@@ -32,6 +33,7 @@ pub struct ProveOptions {
     pub params: Params,
     pub keep_artifacts: bool,
     pub stats: Option<PathBuf>,
+    pub amqp_uri: Option<String>,
 }
 
 /// What `--stats` writes: the raw figures behind the benchmark.
@@ -126,36 +128,91 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
 
     let store_url = opts.store.clone().unwrap_or_else(Store::default_url);
     let store = Store::open(&store_url).map_err(|e| Exit::Usage(format!("--store: {e}")))?;
+    // Reach the broker before storing anything: an unreachable fleet leaves nothing behind.
+    let connection = match &opts.amqp_uri {
+        Some(uri) => Some((crate::broker_fleet::connect(uri).await?, uri.clone())),
+        None => None,
+    };
     let jobs: Vec<String> = batches.iter().map(|b| job_id(b.batch_number)).collect();
-    let result = run(&opts, &store, &jobs, &batches, &executed, previous.as_ref()).await;
-    if result.is_err() || !opts.keep_artifacts {
-        for job in &jobs {
-            let _ = store.delete_prefix(&format!("jobs/{job}")).await;
+    let journals = match stage(&opts, &store, &jobs, &batches, &executed, previous.as_ref()).await {
+        Ok(journals) => journals,
+        Err(e) => {
+            remove_artifacts(&store, &jobs).await;
+            return Err(e);
         }
+    };
+    if connection.is_some() {
+        tracing::info!(jobs = %jobs.join(","), "jobs staged; if this leader stops, `leader resume` with these job ids finishes them");
     }
-    let output = result?;
-    write_output(opts.output.as_deref(), &output)
+    let drive_opts = DriveOptions { workers: opts.workers, stats: opts.stats.clone(), keep_artifacts: opts.keep_artifacts };
+    finish(drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await, &drive_opts, &store, &jobs, opts.output.as_deref()).await
 }
 
-async fn run(
+/// Ends a run the same way for `prove` and `resume`: writes the proof or explains the failure, and
+/// leaves the store and the broker as the outcome calls for.
+pub async fn finish(
+    outcome: Result<Vec<u8>, Ended>,
+    opts: &DriveOptions,
+    store: &Store,
+    jobs: &[String],
+    output: Option<&Path>,
+) -> Result<(), Exit> {
+    match outcome {
+        Ok(bytes) => {
+            if !opts.keep_artifacts {
+                remove_artifacts(store, jobs).await;
+            }
+            write_output(output, &bytes)
+        }
+        Err(Ended::Embedded(exit)) | Err(Ended::Early(exit)) => {
+            remove_artifacts(store, jobs).await;
+            Err(exit)
+        }
+        Err(Ended::Interrupted { uri }) => {
+            let _ = crate::ops::purge(&uri, store, jobs).await;
+            Err(Exit::Other("interrupted; the jobs were cancelled".into()))
+        }
+        Err(Ended::Failed { uri, exit }) => {
+            let _ = crate::ops::cancel(&uri, store, jobs).await;
+            let ids = jobs.join(" ");
+            let message = format!(
+                "{}; the job is cancelled and its artifacts kept: `leader resume {ids}` retries it, `leader purge {ids}` removes it",
+                exit.message()
+            );
+            Err(match exit {
+                Exit::Invalid(_) => Exit::Invalid(message),
+                _ => Exit::Other(message),
+            })
+        }
+    }
+}
+
+async fn remove_artifacts(store: &Store, jobs: &[String]) {
+    for job in jobs {
+        let _ = store.delete_prefix(&format!("jobs/{job}")).await;
+    }
+}
+
+/// Stores each job's input, the previous proof and the journal.
+async fn stage(
     opts: &ProveOptions,
     store: &Store,
     jobs: &[String],
     batches: &[prover::batch::Batch],
     executed: &[ExecutedBatch],
     previous: Option<&ProofFile>,
-) -> Result<Vec<u8>, Exit> {
+) -> Result<Vec<Journal>, Exit> {
     let store_err = |e: common::store::StoreError| Exit::Other(format!("store: {e}"));
     let params_bytes = encode_params(&opts.params);
-    let mut plans: Vec<Plan> = Vec::with_capacity(batches.len());
-    let mut after = Vec::with_capacity(batches.len());
+    let mut journals: Vec<Journal> = Vec::with_capacity(batches.len());
     for (i, (batch, out)) in batches.iter().zip(executed).enumerate() {
         let job = &jobs[i];
         let input_key = format!("jobs/{job}/input/0-0");
         let single = serde_json::to_vec(batch).expect("batches serialize");
         store.put(&input_key, &single).await.map_err(store_err)?;
         let previous_final_key = if i > 0 {
-            Some(plans[i - 1].final_key().to_string())
+            let before = plan(&journals[i - 1].shape).expect("planned once already");
+            Some(before.final_key().to_string())
         } else if let Some(prev) = previous {
             let key = format!("jobs/{job}/previous/0-0");
             let bytes = prev.chain_proof_bytes().map_err(|e| Exit::Invalid(format!("previous proof: {e}")))?;
@@ -179,52 +236,119 @@ async fn run(
                 (META_BATCH_NUMBER.to_string(), batch.batch_number.to_string()),
             ]),
         };
-        plans.push(plan(&shape).map_err(|e| Exit::Invalid(format!("batch {}: {e}", batch.batch_number)))?);
-        after.push(i.checked_sub(1));
+        plan(&shape).map_err(|e| Exit::Invalid(format!("batch {}: {e}", batch.batch_number)))?;
+        let journal = Journal {
+            format: journal::FORMAT.into(),
+            job: job.clone(),
+            shape,
+            after: i.checked_sub(1).map(|p| jobs[p].clone()),
+            expected: expected_values(out, previous.is_some() || i > 0),
+        };
+        journal::write(store, &journal).await?;
+        journals.push(journal);
     }
+    Ok(journals)
+}
+
+pub struct DriveOptions {
+    pub workers: usize,
+    pub stats: Option<PathBuf>,
+    pub keep_artifacts: bool,
+}
+
+/// How a run that produced no proof ended.
+pub enum Ended {
+    /// Before any task went out (a bad journal, a store error).
+    Early(Exit),
+    /// The embedded fleet failed or was interrupted.
+    Embedded(Exit),
+    /// The broker fleet failed the job.
+    Failed { uri: String, exit: Exit },
+    /// Ctrl-C while the broker fleet proved.
+    Interrupted { uri: String },
+}
+
+/// Runs journaled jobs on the embedded fleet (no connection) or the broker fleet, skipping the
+/// tasks in `done`, and returns the proof file bytes.
+pub async fn drive(
+    opts: &DriveOptions,
+    store: &Store,
+    connection: Option<(lapin::Connection, String)>,
+    journals: &[Journal],
+    done: &HashSet<String>,
+) -> Result<Vec<u8>, Ended> {
+    let store_err = |e: common::store::StoreError| Exit::Other(format!("store: {e}"));
+    let mut plans: Vec<Plan> = Vec::with_capacity(journals.len());
+    let mut after = Vec::with_capacity(journals.len());
+    for j in journals {
+        plans.push(plan(&j.shape).map_err(|e| Ended::Early(Exit::Other(format!("job {}: {e}", j.job))))?);
+        after.push(j.after.as_ref().and_then(|a| journals.iter().position(|k| &k.job == a)));
+    }
+    let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
 
     let started = Instant::now();
     let progress_jobs: Vec<_> =
-        jobs.iter().zip(executed).map(|(j, e)| (j.clone(), e.batch_number, e.tx_count)).collect();
+        journals.iter().map(|j| (j.job.clone(), j.shape.batch, j.shape.tx_count)).collect();
     let mut progress = Progress::new(&progress_jobs);
-    let mut fleet = start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new()));
-    tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store_description(store), "proving");
+    let (mut fleet, uri) = match connection {
+        None => {
+            tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store_description(store), "proving");
+            (start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new())), None)
+        }
+        Some((connection, uri)) => {
+            tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store_description(store), "proving on the broker fleet");
+            let fleet = crate::broker_fleet::start(connection, store.clone(), &jobs).await.map_err(Ended::Early)?;
+            (fleet, Some(uri))
+        }
+    };
+    let fail = |exit: Exit| match &uri {
+        Some(uri) => Ended::Failed { uri: uri.clone(), exit },
+        None => Ended::Embedded(exit),
+    };
     let outcome = tokio::select! {
-        outcome = run_jobs(&mut fleet, &plans, &after, &mut progress) => outcome,
+        outcome = run_jobs(&mut fleet, &plans, &after, done, &mut progress) => outcome,
         _ = tokio::signal::ctrl_c() => {
-            // Proofs in hand end with the process; the caller removes the jobs' artifacts.
             progress.finish();
-            return Err(Exit::Other("interrupted".into()));
+            fleet.stop().await;
+            return Err(match &uri {
+                Some(uri) => Ended::Interrupted { uri: uri.clone() },
+                None => Ended::Embedded(Exit::Other("interrupted".into())),
+            });
         }
     };
     progress.finish();
     // Waits for proofs in hand, so that none writes after the caller cleans up.
     fleet.stop().await;
-    let timings = outcome.map_err(|e| match e {
-        JobFailure::InvalidInput(m) => Exit::Invalid(m),
-        JobFailure::Failed(m) => Exit::Other(m),
+    let timings = outcome.map_err(|e| {
+        fail(match e {
+            JobFailure::InvalidInput(m) => Exit::Invalid(m),
+            JobFailure::Failed(m) => Exit::Other(m),
+        })
     })?;
 
     if let Some(path) = &opts.stats {
         let stats = Stats {
             workers: opts.workers,
-            params: opts.params,
-            transactions: executed.iter().map(|e| e.tx_count).sum(),
+            params: journals.first().map(|j| params_of(&j.shape)).unwrap_or_default(),
+            transactions: journals.iter().map(|j| j.shape.tx_count).sum(),
             wall_ms: started.elapsed().as_millis() as u64,
             peak_rss_kib: peak_rss_kib(),
             tasks: &timings,
         };
         std::fs::write(path, serde_json::to_vec_pretty(&stats).expect("stats serialize"))
-            .map_err(|e| Exit::Other(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| fail(Exit::Other(format!("writing {}: {e}", path.display()))))?;
     }
 
     let mut files = Vec::with_capacity(plans.len());
-    for (plan, out) in plans.iter().zip(executed) {
-        let bytes = store.get(plan.output_key()).await.map_err(store_err)?;
+    for (plan, journal) in plans.iter().zip(journals) {
+        let bytes = store.get(plan.output_key()).await.map_err(|e| fail(store_err(e)))?;
         let file: ProofFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Exit::Other(format!("stored proof file does not parse: {e}")))?;
-        check_values(&file.public_values, out)?;
+            .map_err(|e| fail(Exit::Other(format!("stored proof file does not parse: {e}"))))?;
+        check_values(&file.public_values, &journal.expected).map_err(fail)?;
         files.push(file);
+    }
+    if let Some(uri) = &uri {
+        let _ = crate::ops::delete_results_queues(uri, &jobs).await;
     }
     let json = if files.len() == 1 {
         serde_json::to_vec_pretty(&files[0])
@@ -234,16 +358,26 @@ async fn run(
     Ok(json.expect("proof files serialize"))
 }
 
+fn params_of(shape: &JobShape) -> Params {
+    rmp_serde::from_slice(&shape.params).unwrap_or_default()
+}
+
+fn expected_values(out: &ExecutedBatch, previous_verified: bool) -> PublicValues {
+    PublicValues {
+        chain_id: out.chain_id,
+        batch_number: out.batch_number,
+        pre_state_root: hash_hex(out.pre_root),
+        post_state_root: hash_hex(out.post_root),
+        tx_commitment: hash_hex(out.tx_commitment),
+        tx_count: out.tx_count,
+        previous_verified,
+    }
+}
+
 /// The proof must bind what the leader computed itself: a fleet that returns a proof of
 /// anything else is broken, and its proof must not reach the user.
-fn check_values(values: &PublicValues, expected: &ExecutedBatch) -> Result<(), Exit> {
-    let ok = values.chain_id == expected.chain_id
-        && values.batch_number == expected.batch_number
-        && values.pre_state_root == hash_hex(expected.pre_root)
-        && values.post_state_root == hash_hex(expected.post_root)
-        && values.tx_commitment == hash_hex(expected.tx_commitment)
-        && values.tx_count == expected.tx_count;
-    if ok {
+fn check_values(values: &PublicValues, expected: &PublicValues) -> Result<(), Exit> {
+    if values == expected {
         Ok(())
     } else {
         Err(Exit::Other(format!("the fleet returned a proof of other values for batch {}", expected.batch_number)))

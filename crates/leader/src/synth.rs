@@ -44,6 +44,11 @@ impl World {
         }
     }
 
+    /// Whether a fresh address still finds a free leaf quickly: the tree is at most half full.
+    fn has_room(&self) -> bool {
+        (self.positions.len() as u128) * 2 < 1u128 << self.depth
+    }
+
     /// An existing account, skewed towards the hot head of the list.
     fn skewed(&mut self, power: i32) -> Address {
         let u: f64 = self.rng.gen();
@@ -83,7 +88,7 @@ pub fn synth(opts: &SynthOptions) -> Vec<Batch> {
             let roll: f64 = w.rng.gen();
             let to = if roll < 0.03 {
                 from
-            } else if roll < 0.11 {
+            } else if roll < 0.11 && w.has_room() {
                 w.fresh_address()
             } else {
                 w.skewed(2)

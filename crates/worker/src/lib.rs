@@ -1,6 +1,11 @@
 //! The worker's task code: read a task's inputs from the store, prove on a blocking thread, write
 //! the outputs, report. The embedded fleet and the broker fleet run exactly this function; only
-//! how tasks arrive and results leave differs.
+//! how tasks arrive and results leave differs. [`daemon`] is the broker side, [`cli`] the command
+//! line of the `worker` binary.
+
+pub mod cli;
+pub mod daemon;
+pub mod http;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +44,7 @@ pub async fn execute_task(
         attempt = task.attempt,
     );
     let started = Instant::now();
+    span.in_scope(|| info!("task started"));
     let outcome = match run(task, store, backend).instrument(span.clone()).await {
         Ok(reused) => TaskOutcome::Done { reused },
         Err(e) => TaskOutcome::Failed(e),

@@ -1,20 +1,39 @@
-//! The `worker` binary. The broker transport that feeds it tasks is not part of this build yet:
-//! today tasks reach the same worker code through `leader prove --workers N`.
+//! The `worker` binary: parse the command line, set up logging, run the daemon until SIGTERM or
+//! SIGINT. Exit codes: 0 stopped on a signal, 1 the broker was lost or unreachable, 64 bad usage.
 
-use clap::Parser;
-
-/// zkfleet worker: consumes proving tasks, proves them, stores the outputs.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {
-    /// RabbitMQ URI of the fleet.
-    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
-    amqp_uri: Option<String>,
-}
+use tokio_util::sync::CancellationToken;
+use worker::cli::Cli;
 
 fn main() {
     let cli: Cli = common::cli::parse_or_exit();
-    let _ = cli.amqp_uri;
-    eprintln!("worker: this build has no broker transport yet; run the embedded fleet with `leader prove --workers N`");
-    std::process::exit(64);
+    if cli.print_topology {
+        println!("{}", serde_json::to_string(&common::topology::describe()).expect("topology serializes"));
+        return;
+    }
+    let config = cli.config().unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        std::process::exit(64);
+    });
+    common::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts");
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler installs");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            signal.cancel();
+        });
+        worker::daemon::run(config, shutdown).await
+    });
+    // Proof threads still running after the grace period end with the process.
+    runtime.shutdown_background();
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }

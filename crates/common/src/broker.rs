@@ -1,0 +1,180 @@
+//! The RabbitMQ connection every fleet process holds: connects with automatic recovery (the
+//! connection, its channels, consumers, QoS and confirm mode come back after a broker restart),
+//! publishes persistent messages and waits for the broker's confirm, and keeps secrets out of
+//! logs.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+/// How long a first connection may take before the broker counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// AMQP delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot connect to the broker at {uri}: {reason}")]
+    Connect { uri: String, reason: String },
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("broker refused message {0} (negative confirm)")]
+    Nacked(String),
+}
+
+/// The URI with its password replaced, for logs and messages.
+pub fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => uri.to_string(),
+    }
+}
+
+/// Connects to the broker. A first, plain connection tells a bad URI, refused credentials or an
+/// unreachable host apart within [`CONNECT_TIMEOUT`]; the connection kept afterwards recovers by
+/// itself from a broker restart.
+pub async fn connect(uri: &str, name: &str) -> Result<Connection, BrokerError> {
+    let fail = |reason: String| BrokerError::Connect { uri: redact(uri), reason };
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, ConnectionProperties::default()))
+        .await
+        .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = probe.close(200, "probe done".into()).await;
+
+    let properties = ConnectionProperties::default()
+        .with_connection_name(name.into())
+        .enable_auto_recover()
+        .configure_backoff(|b| {
+            b.with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(5)).with_max_times(120)
+        });
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, properties))
+        .await
+        .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// A channel in confirm mode: every publish waits for the broker to take the message.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub async fn new(connection: &Connection) -> Result<Self, BrokerError> {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Self { channel })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes a persistent message and waits for its confirm, riding out a connection
+    /// recovery (the message is sent again on the recovered channel).
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let properties = properties.with_delivery_mode(PERSISTENT);
+        loop {
+            let attempt = async {
+                self.channel
+                    .basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        BasicPublishOptions::default(),
+                        payload,
+                        properties.clone(),
+                    )
+                    .await?
+                    .await
+            };
+            match attempt.await {
+                Ok(confirm) if confirm.is_nack() => {
+                    let id = properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(BrokerError::Nacked(id));
+                }
+                Ok(_) => return Ok(()),
+                Err(e) => self.channel.wait_for_recovery(e).await?,
+            }
+        }
+    }
+}
+
+/// A header table from string pairs.
+pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in pairs {
+        table.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
+    }
+    table
+}
+
+/// A string header of a message, if present.
+pub fn header(properties: &BasicProperties, name: &str) -> Option<String> {
+    let value = properties.headers().as_ref()?.inner().get(name)?;
+    match value {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// How many times the broker has redelivered a message (quorum queues count returns).
+pub fn delivery_count(properties: &BasicProperties) -> u64 {
+    let Some(value) = properties.headers().as_ref().and_then(|h| h.inner().get("x-delivery-count").cloned()) else {
+        return 0;
+    };
+    match value {
+        AMQPValue::LongLongInt(n) => n.max(0) as u64,
+        AMQPValue::LongInt(n) => n.max(0) as u64,
+        AMQPValue::ShortInt(n) => n.max(0) as u64,
+        AMQPValue::LongUInt(n) => n as u64,
+        _ => 0,
+    }
+}
+
+/// Why and how often a dead-lettered message died, from its `x-death` header.
+pub fn death(properties: &BasicProperties) -> Option<(String, u64)> {
+    let deaths = properties.headers().as_ref()?.inner().get("x-death")?.clone();
+    let AMQPValue::FieldArray(deaths) = deaths else { return None };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()?.clone() else { return None };
+    let reason = match first.inner().get("reason") {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        _ => "unknown".into(),
+    };
+    let count = match first.inner().get("count") {
+        Some(AMQPValue::LongLongInt(n)) => *n as u64,
+        Some(AMQPValue::LongInt(n)) => *n as u64,
+        _ => 1,
+    };
+    Some((reason, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redact("amqp://guest:s3cret@rabbit:5672/%2f"), "amqp://guest:***@rabbit:5672/%2f");
+        assert_eq!(redact("amqps://u:p@ss@h/v"), "amqps://u:***@h/v");
+        assert_eq!(redact("amqp://rabbit:5672"), "amqp://rabbit:5672");
+        assert!(!redact("amqp://a:topsecret@h").contains("topsecret"));
+    }
+}

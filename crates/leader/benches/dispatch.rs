@@ -1,0 +1,165 @@
+//! Dispatch benchmark: what the broker fleet costs around a proof. No-op tasks go through the
+//! real path (leader publish with confirm → quorum queue → worker → result publish with confirm →
+//! leader) on the local RabbitMQ, in a virtual host of their own.
+//!
+//!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C]
+//!
+//! Prints one JSON line per phase: `throughput` (all tasks at once) and `latency` (one task at a
+//! time: the per-task overhead).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::topology::Pool;
+use common::{Round, Store, Task};
+use leader::fleet::{FleetEvent, FleetHandle};
+use tokio_util::sync::CancellationToken;
+
+const MANAGEMENT: &str = "http://127.0.0.1:15672";
+
+struct Args {
+    tasks: usize,
+    latency_tasks: usize,
+    workers: usize,
+    concurrency: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", argv[i]));
+        match argv[i].as_str() {
+            "--tasks" => a.tasks = value(),
+            "--latency-tasks" => a.latency_tasks = value(),
+            "--workers" => a.workers = value(),
+            "--concurrency" => a.concurrency = value(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn management(method: &str, path: &str) {
+    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("guest:guest"));
+    let url = format!("{MANAGEMENT}{path}");
+    let result = match method {
+        "PUT" => ureq::put(&url).header("Authorization", &auth).content_type("application/json").send(
+            if path.starts_with("/api/permissions") { r#"{"configure":".*","write":".*","read":".*"}"# } else { "{}" },
+        ),
+        _ => ureq::delete(&url).header("Authorization", &auth).call(),
+    };
+    result.unwrap_or_else(|e| panic!("management api {path}: {e}"));
+}
+
+fn noop_task(job: &str, index: u32) -> Task {
+    Task {
+        job: job.into(),
+        batch: 0,
+        round: Round::Basic,
+        level: 0,
+        index,
+        tx_range: (0, 0),
+        inputs: vec![],
+        outputs: vec![],
+        params: vec![],
+        meta: Default::default(),
+        attempt: 1,
+        trace: Default::default(),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Sends `count` tasks, at most `window` outstanding, and returns (wall, per-task latencies in ms).
+async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, window: usize) -> (Duration, Vec<f64>) {
+    let mut sent: HashMap<u32, Instant> = HashMap::with_capacity(count);
+    let mut latencies = Vec::with_capacity(count);
+    let started = Instant::now();
+    let mut next = 0usize;
+    while latencies.len() < count {
+        while next < count && sent.len() < window {
+            let index = first + next as u32;
+            sent.insert(index, Instant::now());
+            fleet.tasks.send(noop_task(job, index)).await.expect("fleet takes tasks");
+            next += 1;
+        }
+        match fleet.events.recv().await.expect("fleet reports") {
+            FleetEvent::Result(r) => {
+                if let Some(at) = sent.remove(&r.index) {
+                    latencies.push(at.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    (started.elapsed(), latencies)
+}
+
+fn report(phase: &str, args: &Args, wall: Duration, mut latencies: Vec<f64>) {
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let line = serde_json::json!({
+        "system": format!("zkfleet {}", env!("CARGO_PKG_VERSION")),
+        "phase": phase,
+        "tasks": latencies.len(),
+        "workers": args.workers,
+        "concurrency": args.concurrency,
+        "tasks_per_s": (latencies.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
+        "p50_ms": (percentile(&latencies, 0.5) * 1000.0).round() / 1000.0,
+        "p90_ms": (percentile(&latencies, 0.9) * 1000.0).round() / 1000.0,
+        "p99_ms": (percentile(&latencies, 0.99) * 1000.0).round() / 1000.0,
+    });
+    println!("{line}");
+}
+
+fn main() {
+    let args = args();
+    let vhost = format!("zkfleet-bench-{:08x}", rand::random::<u32>());
+    management("PUT", &format!("/api/vhosts/{vhost}"));
+    management("PUT", &format!("/api/permissions/{vhost}/guest"));
+    let uri = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = Store::open("memory:").unwrap();
+        let shutdown = CancellationToken::new();
+        let mut workers = Vec::new();
+        for i in 0..args.workers {
+            let config = worker::daemon::Config {
+                amqp_uri: uri.clone(),
+                store: store.clone(),
+                pool: Pool::Cpu,
+                rounds: vec![Round::Basic],
+                concurrency: args.concurrency,
+                name: format!("bench-{i}"),
+                backend: Arc::new(worker::cli::NoopBackend),
+                grace: Duration::from_secs(5),
+                http: None,
+            };
+            workers.push(tokio::spawn(worker::daemon::run(config, shutdown.clone())));
+        }
+        let job = "bench".to_string();
+        let connection = leader::broker_fleet::connect(&uri).await.map_err(|e| e.message().to_string()).unwrap();
+        let mut fleet = leader::broker_fleet::start(connection, store, std::slice::from_ref(&job)).await.ok().unwrap();
+        // Warm-up: connections, queues and caches settle.
+        phase(&mut fleet, &job, 0, 200, 64).await;
+        let (wall, latencies) = phase(&mut fleet, &job, 1_000, args.tasks, args.tasks).await;
+        report("throughput", &args, wall, latencies);
+        let (wall, latencies) = phase(&mut fleet, &job, 1_000_000, args.latency_tasks, 1).await;
+        report("latency", &args, wall, latencies);
+        fleet.stop().await;
+        shutdown.cancel();
+        for w in workers {
+            let _ = w.await;
+        }
+    });
+    management("DELETE", &format!("/api/vhosts/{vhost}"));
+}

@@ -1,0 +1,159 @@
+//! The broker fleet as the coordinator sees it: tasks published to the round queues with
+//! confirms, events read from the jobs' results queues.
+//!
+//! A results queue carries three kinds of message (the AMQP `type` property): results from
+//! workers, dead-lettered copies of the job's own tasks (routed there by the dead-letter
+//! exchange), and cancellations from `leader cancel`.
+
+use std::time::Duration;
+
+use common::broker::{self, Publisher};
+use common::topology::{self, JOB_HEADER, KIND_CANCEL, KIND_RESULT, KIND_TASK, TASK_EXCHANGE};
+use common::{Store, Task, TaskResult};
+use futures_util::stream::{SelectAll, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::{FleetEvent, FleetHandle};
+use crate::Exit;
+
+/// Tasks the leader may have published and not yet seen confirmed.
+const PUBLISH_WINDOW: usize = 256;
+
+/// Connects to the broker, or says in one line why not (exit 1).
+pub async fn connect(uri: &str) -> Result<Connection, Exit> {
+    broker::connect(uri, "zkfleet-leader").await.map_err(|e| Exit::Other(e.to_string()))
+}
+
+/// How a task travels: persistent, with its id and its job in the headers.
+pub fn task_properties(task: &Task) -> BasicProperties {
+    BasicProperties::default()
+        .with_type(KIND_TASK.into())
+        .with_message_id(task.id().as_str().into())
+        .with_content_type("application/msgpack".into())
+        .with_headers(broker::headers([(JOB_HEADER, task.job.as_str())]))
+}
+
+/// Declares the topology and the jobs' results queues, then runs the fleet's two sides in the
+/// background until the handle stops.
+pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Result<FleetHandle, Exit> {
+    let broker_err = |e: lapin::Error| Exit::Other(format!("broker: {e}"));
+    let publisher = Publisher::new(&connection).await.map_err(|e| Exit::Other(e.to_string()))?;
+    topology::declare(publisher.channel()).await.map_err(broker_err)?;
+    let consume = connection.create_channel().await.map_err(broker_err)?;
+    consume.basic_qos(PUBLISH_WINDOW as u16, BasicQosOptions::default()).await.map_err(broker_err)?;
+    let mut consumers = SelectAll::new();
+    for job in jobs {
+        let queue = topology::declare_results(publisher.channel(), job).await.map_err(broker_err)?;
+        let consumer = consume
+            .basic_consume(
+                queue.as_str().into(),
+                format!("leader/{job}").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker_err)?;
+        consumers.push(consumer);
+    }
+
+    let (task_tx, mut task_rx) = mpsc::channel::<Task>(PUBLISH_WINDOW);
+    let (event_tx, event_rx) = mpsc::channel::<FleetEvent>(PUBLISH_WINDOW);
+    let shutdown = CancellationToken::new();
+    let mut background = JoinSet::new();
+
+    // Publishing: many tasks in flight at once, each waiting for its own confirm.
+    let events = event_tx.clone();
+    let stop = shutdown.clone();
+    background.spawn(async move {
+        let mut inflight = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                task = task_rx.recv(), if inflight.len() < PUBLISH_WINDOW => {
+                    let Some(task) = task else { break };
+                    let publisher = publisher.clone();
+                    inflight.spawn(async move {
+                        let payload = common::protocol::encode(&task);
+                        let routing_key = task.round.as_str();
+                        publisher.publish(TASK_EXCHANGE, routing_key, &payload, task_properties(&task)).await
+                            .map_err(|e| format!("publishing task {}: {e}", task.id()))
+                    });
+                }
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    if let Ok(Err(message)) = done {
+                        let _ = events.send(FleetEvent::Lost(message)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    // Following: every message of the results queues becomes an event, acked once handed over.
+    let stop = shutdown.clone();
+    background.spawn(async move {
+        loop {
+            let item = tokio::select! {
+                _ = stop.cancelled() => break,
+                item = consumers.next() => item,
+            };
+            match item {
+                None => break,
+                Some(Ok(delivery)) => {
+                    let event = event_of(&delivery, &store).await;
+                    if let Some(event) = event {
+                        if event_tx.send(event).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "broker connection lost; waiting for recovery");
+                    if let Err(e) = consume.wait_for_recovery(e).await {
+                        let _ = event_tx.send(FleetEvent::Lost(format!("broker connection lost: {e}"))).await;
+                        break;
+                    }
+                    tracing::info!("broker connection recovered");
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "leader done".into())).await;
+    });
+
+    Ok(FleetHandle { tasks: task_tx, events: event_rx, background, shutdown })
+}
+
+async fn event_of(delivery: &Delivery, store: &Store) -> Option<FleetEvent> {
+    let kind = delivery.properties.kind().as_ref().map(|k| k.to_string());
+    match kind.as_deref() {
+        Some(KIND_RESULT) => match common::protocol::decode::<TaskResult>(&delivery.data) {
+            Ok(result) => Some(FleetEvent::Result(result)),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable result message: ignored");
+                None
+            }
+        },
+        Some(KIND_TASK) => {
+            let task: Task = common::protocol::decode(&delivery.data).ok()?;
+            let (reason, deliveries) = broker::death(&delivery.properties).unwrap_or(("unknown".into(), 0));
+            let last_error = last_error(store, &task).await;
+            Some(FleetEvent::DeadLettered { task_id: task.id(), reason, deliveries, last_error })
+        }
+        Some(KIND_CANCEL) => Some(FleetEvent::Cancelled { job: String::from_utf8_lossy(&delivery.data).into_owned() }),
+        _ => None,
+    }
+}
+
+/// The last transient error a worker recorded for a task, if any.
+pub async fn last_error(store: &Store, task: &Task) -> Option<String> {
+    let bytes = store.get(&worker::daemon::last_error_key(task)).await.ok()?;
+    let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(format!("{} (worker {})", record["error"].as_str()?, record["worker"].as_str().unwrap_or("?")))
+}

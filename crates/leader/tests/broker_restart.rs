@@ -1,0 +1,34 @@
+//! A broker restart in the middle of a job: workers and leader ride it out and the job completes.
+//! Alone in its own test binary because it stops the whole local broker for a moment.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Fleet, Proc};
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = Command::new("rabbitmqctl").args(args).status().expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+#[test]
+fn a_broker_restart_mid_job_is_ridden_out() {
+    let fleet = Fleet::new();
+    let w1 = fleet.worker("w1", &[]);
+    let _w2 = fleet.worker("w2", &[]);
+    let input = fleet.synth("a.json", 16, 11);
+    let proof = fleet.path("a.proof");
+    let leader = Proc::spawn(fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()]));
+    leader.wait_for(&["txs_proved=4 "], Duration::from_secs(300));
+
+    rabbitmqctl(&["stop_app"]);
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+
+    let (code, _, err) = leader.finish(Duration::from_secs(300));
+    assert_eq!(code, Some(0), "{}", err.join("\n"));
+    assert_eq!(fleet.verify(&proof)["tx_count"], 16);
+    assert!(w1.stderr().iter().any(|l| l.contains("broker connection recovered")), "{}", w1.stderr().join("\n"));
+}

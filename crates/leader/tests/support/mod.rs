@@ -1,0 +1,241 @@
+//! What the broker tests share: a RabbitMQ virtual host of their own on the local broker (so tests
+//! running at once never take each other's tasks), processes whose stderr can be waited on, and
+//! the small circuit parameters.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+/// Small circuits: 8-level tree, 4 transactions per chunk, 4 chunks per batch at most.
+pub const SMALL: [(&str, &str); 4] = [
+    ("ZKFLEET_TREE_DEPTH", "8"),
+    ("ZKFLEET_CHUNK_SIZE", "4"),
+    ("ZKFLEET_ARITY", "2"),
+    ("ZKFLEET_LEVELS", "2"),
+];
+
+pub const MANAGEMENT: &str = "http://127.0.0.1:15672";
+
+fn auth() -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("guest:guest"))
+}
+
+pub fn management_get(path: &str) -> serde_json::Value {
+    ureq::get(&format!("{MANAGEMENT}{path}"))
+        .header("Authorization", &auth())
+        .call()
+        .unwrap_or_else(|e| panic!("management api {path}: {e} (is the management plugin enabled?)"))
+        .body_mut()
+        .read_json()
+        .unwrap()
+}
+
+/// A fresh virtual host, deleted with everything in it when dropped.
+pub struct Vhost {
+    pub name: String,
+}
+
+impl Vhost {
+    pub fn new() -> Self {
+        let name = format!("zkfleet-test-{:08x}", rand::random::<u32>());
+        let put = |path: String, body: &str| {
+            ureq::put(&format!("{MANAGEMENT}{path}"))
+                .header("Authorization", &auth())
+                .content_type("application/json")
+                .send(body)
+                .unwrap_or_else(|e| panic!("management api {path}: {e}"));
+        };
+        put(format!("/api/vhosts/{name}"), "{}");
+        put(format!("/api/permissions/{name}/guest"), r#"{"configure":".*","write":".*","read":".*"}"#);
+        Vhost { name }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Ready and unacked messages of a queue.
+    pub fn depth(&self, queue: &str) -> (u64, u64) {
+        let q = management_get(&format!("/api/queues/{}/{queue}", self.name));
+        (q["messages_ready"].as_u64().unwrap_or(0), q["messages_unacknowledged"].as_u64().unwrap_or(0))
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{MANAGEMENT}/api/vhosts/{}", self.name)).header("Authorization", &auth()).call();
+    }
+}
+
+pub fn leader_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_leader")
+}
+
+/// The worker binary, built next to the leader by the workspace build.
+pub fn worker_bin() -> PathBuf {
+    let path = Path::new(leader_bin()).with_file_name("worker");
+    assert!(path.exists(), "{} is missing: build the workspace first (scripts/test does)", path.display());
+    path
+}
+
+/// A running process whose stderr lines are collected as they come.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        let mut child = cmd.spawn().unwrap();
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+            buf
+        });
+        Proc { child, lines, stdout: Some(stdout) }
+    }
+
+    /// Waits for a stderr line containing every one of `parts`; returns it.
+    pub fn wait_for(&self, parts: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.lines;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no line with {parts:?} within {timeout:?}; got:\n{}", lines.join("\n"));
+            lines = cvar.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<u8>, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process still running after {timeout:?}; stderr:\n{}", self.stderr().join("\n"));
+            }
+            std::thread::park_timeout(Duration::from_millis(50));
+        };
+        let out = self.stdout.take().unwrap().join().unwrap();
+        // The stderr reader ends with the process; give it the lines it has.
+        (status.code(), out, self.stderr())
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        sigterm(self.child.id());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+/// One test's world: a vhost, a store directory, and commands set up to use both.
+pub struct Fleet {
+    pub vhost: Vhost,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub fn new() -> Self {
+        Fleet { vhost: Vhost::new(), dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.envs(SMALL).env("ZKFLEET_STORE", self.store()).env("ZKFLEET_AMQP_URI", self.vhost.uri());
+    }
+
+    pub fn leader(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(leader_bin());
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// Runs a leader command to its end.
+    pub fn run_leader(&self, args: &[&str]) -> Output {
+        let mut cmd = self.leader(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        cmd.output().unwrap()
+    }
+
+    pub fn worker(&self, name: &str, extra: &[&str]) -> Proc {
+        let mut cmd = Command::new(worker_bin());
+        cmd.arg("--name").arg(name).args(extra);
+        self.env(&mut cmd);
+        Proc::spawn(cmd)
+    }
+
+    /// Writes `txs` synthetic transactions as batch `first`.. and returns the file.
+    pub fn synth(&self, name: &str, txs: usize, seed: u64) -> PathBuf {
+        let out = self.run_leader(&[
+            "synth", "--txs", &txs.to_string(), "--accounts", "12", "--seed", &seed.to_string(), "--tree-depth", "8",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let path = self.path(name);
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+
+    /// Verifies a proof file and returns its public values.
+    pub fn verify(&self, proof: &Path) -> serde_json::Value {
+        let out = self.run_leader(&["verify", "--proof", proof.to_str().unwrap()]);
+        assert!(out.status.success(), "verify failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// The job ids a leader logged when it published its jobs.
+pub fn job_ids(line: &str) -> Vec<String> {
+    let rest = line.split("jobs=").nth(1).expect("a jobs= field");
+    rest.split_whitespace().next().unwrap().split(',').map(String::from).collect()
+}

@@ -1,0 +1,110 @@
+//! The `worker` command line, turned into a [`daemon::Config`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use common::topology::Pool;
+use common::{ProvingBackend, Round, Store, Task, TaskError};
+
+use crate::daemon;
+
+/// zkfleet worker: consumes proving tasks from RabbitMQ, proves them, stores the outputs.
+#[derive(Parser, Debug)]
+#[command(name = "worker", version, about)]
+pub struct Cli {
+    /// RabbitMQ URI of the fleet, e.g. amqp://user:password@host:5672/%2f.
+    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true, required_unless_present = "print_topology")]
+    pub amqp_uri: Option<String>,
+    /// Object store URL: file:///abs/path or a path (default: the user's cache directory).
+    #[arg(long, env = "ZKFLEET_STORE")]
+    pub store: Option<String>,
+    /// Worker pool; decides the rounds served unless --rounds is given.
+    #[arg(long, env = "ZKFLEET_POOL", value_enum, default_value = "cpu")]
+    pub pool: Pool,
+    /// Rounds to serve, comma separated (witness,basic,aggregate,final,compress).
+    #[arg(long, env = "ZKFLEET_ROUNDS", value_delimiter = ',', value_parser = parse_round)]
+    pub rounds: Vec<Round>,
+    /// Tasks proven at once (and the prefetch of each queue).
+    #[arg(long, env = "ZKFLEET_CONCURRENCY", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Address of the HTTP endpoints (/livez, /readyz), e.g. 0.0.0.0:9090.
+    #[arg(long, env = "ZKFLEET_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Seconds a task in hand may take to finish after SIGTERM before it is requeued.
+    #[arg(long, env = "ZKFLEET_GRACE_PERIOD", default_value_t = 25)]
+    pub grace_period: u64,
+    /// Name in logs, consumer tags and results (default: host name and process id).
+    #[arg(long, env = "ZKFLEET_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Print the broker topology (queues, exchanges, pools) as JSON and exit.
+    #[arg(long)]
+    pub print_topology: bool,
+    /// Proving backend; `noop` proves nothing and exists for the dispatch benchmark.
+    #[arg(long, env = "ZKFLEET_BACKEND", value_enum, default_value = "reference", hide = true)]
+    pub backend: Backend,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Backend {
+    Reference,
+    Noop,
+}
+
+fn parse_round(s: &str) -> Result<Round, String> {
+    Round::ALL
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("unknown round {s:?} (rounds: witness, basic, aggregate, final, compress)"))
+}
+
+/// Proves nothing: every output is empty. Measures what the fleet costs around a proof.
+pub struct NoopBackend;
+
+impl ProvingBackend for NoopBackend {
+    fn prove(&self, task: &Task, _inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, TaskError> {
+        Ok(vec![Vec::new(); task.outputs.len()])
+    }
+}
+
+/// A name unique enough for a fleet: host, process and a random suffix.
+fn default_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+impl Cli {
+    /// The daemon's configuration; a usage error is the message for the user.
+    pub fn config(self) -> Result<daemon::Config, String> {
+        let amqp_uri = self.amqp_uri.ok_or("--amqp-uri is required")?;
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        let url = self.store.unwrap_or_else(Store::default_url);
+        let store = Store::open(&url).map_err(|e| format!("--store: {e}"))?;
+        let mut rounds = if self.rounds.is_empty() { self.pool.rounds().to_vec() } else { self.rounds };
+        rounds.sort();
+        rounds.dedup();
+        let backend: Arc<dyn ProvingBackend> = match self.backend {
+            Backend::Reference => Arc::new(prover::fleet::ReferenceBackend::new()),
+            Backend::Noop => Arc::new(NoopBackend),
+        };
+        Ok(daemon::Config {
+            amqp_uri,
+            store,
+            pool: self.pool,
+            rounds,
+            concurrency: self.concurrency,
+            name: self.name.unwrap_or_else(default_name),
+            backend,
+            grace: Duration::from_secs(self.grace_period),
+            http: self.metrics_addr,
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! The worker daemon: consumes the task queues of its rounds from RabbitMQ, runs each task with
+//! [`crate::execute_task`], and reports.
+//!
+//! The order for every task is: output in the store, result published and confirmed, then ack.
+//! A worker that dies anywhere before the ack leaves the task to be redelivered, and the
+//! redelivered task finds its output in the store and is not proven again.
+//!
+//! Backpressure: every consumer has a prefetch of `concurrency`; quorum queues cannot share one
+//! prefetch across a channel, so when every slot is busy the worker cancels its consumers and
+//! consumes again once a slot frees. A busy worker does not sit on tasks that an idle one could
+//! take.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::broker::{self, BrokerError, Publisher};
+use common::topology::{self, Pool, CONTROL_EXCHANGE, KIND_CANCEL, KIND_RESULT};
+use common::{ProvingBackend, Round, Store, Task, TaskErrorKind, TaskOutcome};
+use futures_util::stream::{SelectAll, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, Consumer};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Store key of a cancelled job's marker. Outside `jobs/{job}/` so that purging a job's
+/// artifacts leaves its queued tasks cancelled.
+pub fn cancel_marker(job: &str) -> String {
+    format!("cancelled/{job}")
+}
+
+/// Store key where a worker records the last transient failure of a task, for `leader dead`.
+pub fn last_error_key(task: &Task) -> String {
+    format!("jobs/{}/errors/{}-{}-{}", task.job, task.round, task.level, task.index)
+}
+
+pub struct Config {
+    pub amqp_uri: String,
+    pub store: Store,
+    pub pool: Pool,
+    pub rounds: Vec<Round>,
+    pub concurrency: usize,
+    /// Unique in the fleet: consumer tags and result messages carry it.
+    pub name: String,
+    pub backend: Arc<dyn ProvingBackend>,
+    /// After a shutdown signal, how long tasks in hand may run before they are requeued.
+    pub grace: Duration,
+    /// Where to serve `/livez` and `/readyz`.
+    pub http: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("cannot serve http on {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What every task handler shares.
+struct Shared {
+    store: Store,
+    backend: Arc<dyn ProvingBackend>,
+    name: String,
+    publisher: Publisher,
+    cancelled: Mutex<HashSet<String>>,
+    cancels: broadcast::Sender<String>,
+}
+
+/// Runs the worker until `shutdown` fires (then drains within the grace period) or the broker is
+/// lost for good.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let connection = Arc::new(broker::connect(&config.amqp_uri, &format!("zkfleet-worker {}", config.name)).await?);
+    if let Some(addr) = config.http {
+        crate::http::serve(addr, ready.clone(), connection.clone(), shutdown.clone()).await?;
+    }
+    let publisher = Publisher::new(&connection).await?;
+    topology::declare(publisher.channel()).await?;
+
+    let (cancels, _) = broadcast::channel(64);
+    let shared = Arc::new(Shared {
+        store: config.store.clone(),
+        backend: config.backend.clone(),
+        name: config.name.clone(),
+        publisher,
+        cancelled: Mutex::new(HashSet::new()),
+        cancels,
+    });
+    let control = follow_cancellations(&connection, &config.name, shared.clone()).await?;
+
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(config.concurrency.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await?;
+    info!(
+        worker = %config.name,
+        pool = config.pool.as_str(),
+        rounds = ?config.rounds.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        concurrency = config.concurrency,
+        broker = %broker::redact(&config.amqp_uri),
+        "worker started"
+    );
+
+    let mut consumers: SelectAll<Consumer> = SelectAll::new();
+    let mut tags: Vec<String> = Vec::new();
+    let mut generation = 0u64;
+    let mut held: VecDeque<Delivery> = VecDeque::new();
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut stopping = false;
+    let deadline = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(deadline);
+
+    loop {
+        while running.len() < config.concurrency && !stopping {
+            let Some(delivery) = held.pop_front() else { break };
+            running.spawn(handle(delivery, shared.clone()));
+        }
+        let full = running.len() >= config.concurrency;
+        if (full || stopping) && !tags.is_empty() {
+            for tag in tags.drain(..) {
+                if let Err(e) = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
+                    debug!(error = %e, "cancelling a consumer");
+                }
+            }
+        }
+        if !full && !stopping && tags.is_empty() {
+            generation += 1;
+            for round in &config.rounds {
+                let tag = format!("{}/{round}/{generation}", config.name);
+                let consumer = channel
+                    .basic_consume(
+                        topology::task_queue(*round).as_str().into(),
+                        tag.as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                consumers.push(consumer);
+                tags.push(tag);
+            }
+            ready.store(true, Ordering::Relaxed);
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled(), if !stopping => {
+                info!(in_hand = running.len(), grace_s = config.grace.as_secs(), "stopping: no new tasks");
+                stopping = true;
+                ready.store(false, Ordering::Relaxed);
+                deadline.as_mut().reset(tokio::time::Instant::now() + config.grace);
+            }
+            item = consumers.next(), if !consumers.is_empty() => match item {
+                Some(Ok(delivery)) => held.push_back(delivery),
+                Some(Err(e)) => {
+                    warn!(error = %e, "broker connection lost; waiting for recovery");
+                    ready.store(false, Ordering::Relaxed);
+                    channel.wait_for_recovery(e).await?;
+                    ready.store(!stopping, Ordering::Relaxed);
+                    info!("broker connection recovered");
+                }
+                None => {}
+            },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = &mut deadline, if stopping => {
+                warn!(in_hand = running.len(), "grace period over: requeueing the tasks in hand");
+                break;
+            }
+        }
+        if stopping && running.is_empty() {
+            break;
+        }
+    }
+    // Unstarted deliveries go back to their queues now; those in hand go back when the channel
+    // closes. Either way another worker takes them.
+    for delivery in held {
+        let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+    }
+    running.abort_all();
+    control.abort();
+    let _ = channel.close(200, "worker stopping".into()).await;
+    let _ = connection.close(200, "worker stopping".into()).await;
+    info!("worker stopped");
+    Ok(())
+}
+
+/// Binds this worker's own queue to the control exchange and records cancelled jobs.
+async fn follow_cancellations(
+    connection: &Connection,
+    name: &str,
+    shared: Arc<Shared>,
+) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
+    let channel = connection.create_channel().await?;
+    let queue = format!("zkfleet.control.{name}");
+    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    channel.queue_declare(queue.as_str().into(), options, FieldTable::default()).await?;
+    channel
+        .queue_bind(queue.as_str().into(), CONTROL_EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .await?;
+    let options = BasicConsumeOptions { no_ack: true, ..Default::default() };
+    let mut consumer = channel
+        .basic_consume(queue.as_str().into(), format!("{name}/control").as_str().into(), options, FieldTable::default())
+        .await?;
+    Ok(tokio::spawn(async move {
+        while let Some(item) = consumer.next().await {
+            match item {
+                Ok(delivery) => {
+                    let kind = delivery.properties.kind().as_ref().map(|k| k.as_str().to_string());
+                    if kind.as_deref() != Some(KIND_CANCEL) {
+                        continue;
+                    }
+                    let job = String::from_utf8_lossy(&delivery.data).into_owned();
+                    info!(job = %job, "job cancelled");
+                    shared.cancelled.lock().unwrap().insert(job.clone());
+                    let _ = shared.cancels.send(job);
+                }
+                Err(e) => {
+                    if channel.wait_for_recovery(e).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+async fn is_cancelled(shared: &Shared, job: &str) -> bool {
+    if shared.cancelled.lock().unwrap().contains(job) {
+        return true;
+    }
+    // The marker also covers cancellations sent before this worker started.
+    matches!(shared.store.exists(&cancel_marker(job)).await, Ok(true))
+}
+
+async fn handle(delivery: Delivery, shared: Arc<Shared>) {
+    let task: Task = match common::protocol::decode(&delivery.data) {
+        Ok(task) => task,
+        Err(e) => {
+            // Nothing can make this message readable: dead-letter it for an operator to see.
+            warn!(routing_key = %delivery.routing_key, bytes = delivery.data.len(), error = %e, "undecodable task: dead-lettering it");
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    if is_cancelled(&shared, &task.job).await {
+        info!(task = %task.id(), "dropping a task of a cancelled job");
+        ack(&delivery).await;
+        return;
+    }
+    let mut cancels = shared.cancels.subscribe();
+    let job = task.job.clone();
+    let cancelled = async move {
+        loop {
+            match cancels.recv().await {
+                Ok(j) if j == job => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = crate::execute_task(&task, &shared.store, shared.backend.clone(), &shared.name) => result,
+        _ = cancelled => {
+            // The proof thread runs out on its own; nothing of it is reported.
+            info!(task = %task.id(), "job cancelled while its task was in hand: dropping it");
+            ack(&delivery).await;
+            return;
+        }
+    };
+    if let TaskOutcome::Failed(e) = &result.outcome {
+        if e.kind == TaskErrorKind::Transient {
+            let record = serde_json::json!({ "worker": shared.name, "error": e.to_string() });
+            let _ = shared.store.replace(&last_error_key(&task), record.to_string().as_bytes()).await;
+            // Back off before the broker hands the task out again (each return counts towards
+            // the delivery limit).
+            let count = broker::delivery_count(&delivery.properties);
+            tokio::time::sleep(Duration::from_millis(500 << count.min(5))).await;
+            let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+            return;
+        }
+    }
+    let properties = BasicProperties::default()
+        .with_type(KIND_RESULT.into())
+        .with_message_id(task.id().as_str().into())
+        .with_content_type("application/msgpack".into());
+    let payload = common::protocol::encode(&result);
+    match shared.publisher.publish("", &topology::results_queue(&task.job), &payload, properties).await {
+        Ok(()) => ack(&delivery).await,
+        // Without a confirmed result the task must not be acked: it comes back, and its stored
+        // output makes the retry cheap.
+        Err(e) => warn!(task = %task.id(), error = %e, "result not published; the task will be redelivered"),
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        // After a connection recovery the old delivery tag is void; the broker redelivers.
+        debug!(error = %e, "ack failed");
+    }
+}
