@@ -143,6 +143,8 @@ fn main() {
                 backend: Arc::new(worker::cli::NoopBackend),
                 grace: Duration::from_secs(5),
                 http: None,
+                max_tasks: None,
+                idle_exit: None,
             };
             workers.push(tokio::spawn(worker::daemon::run(config, shutdown.clone())));
         }

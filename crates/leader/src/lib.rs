@@ -50,6 +50,9 @@ impl Exit {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text or as one JSON object each (stderr).
+    #[arg(long, env = "ZKFLEET_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: common::telemetry::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -29,6 +29,6 @@ fn a_broker_restart_mid_job_is_ridden_out() {
 
     let (code, _, err) = leader.finish(Duration::from_secs(300));
     assert_eq!(code, Some(0), "{}", err.join("\n"));
-    assert_eq!(fleet.verify(&proof)["tx_count"], 16);
+    assert_eq!(fleet.values(&proof)["tx_count"], 16);
     assert!(w1.stderr().iter().any(|l| l.contains("broker connection recovered")), "{}", w1.stderr().join("\n"));
 }

@@ -35,6 +35,15 @@ pub struct Cli {
     /// Seconds a task in hand may take to finish after SIGTERM before it is requeued.
     #[arg(long, env = "ZKFLEET_GRACE_PERIOD", default_value_t = 25)]
     pub grace_period: u64,
+    /// Stop after this many tasks (for one-shot pods such as a KEDA ScaledJob).
+    #[arg(long, env = "ZKFLEET_MAX_TASKS")]
+    pub max_tasks: Option<u64>,
+    /// Stop after this many seconds without a task (for one-shot pods).
+    #[arg(long, env = "ZKFLEET_IDLE_EXIT")]
+    pub idle_exit: Option<u64>,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, env = "ZKFLEET_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: common::telemetry::LogFormat,
     /// Name in logs, consumer tags and results (default: host name and process id).
     #[arg(long, env = "ZKFLEET_WORKER_NAME")]
     pub name: Option<String>,
@@ -83,6 +92,9 @@ impl Cli {
     /// The daemon's configuration; a usage error is the message for the user.
     pub fn config(self) -> Result<daemon::Config, String> {
         let amqp_uri = self.amqp_uri.ok_or("--amqp-uri is required")?;
+        if self.max_tasks == Some(0) {
+            return Err("--max-tasks must be at least 1".into());
+        }
         if self.concurrency == 0 {
             return Err("--concurrency must be at least 1".into());
         }
@@ -105,6 +117,8 @@ impl Cli {
             backend,
             grace: Duration::from_secs(self.grace_period),
             http: self.metrics_addr,
+            max_tasks: self.max_tasks,
+            idle_exit: self.idle_exit.map(Duration::from_secs),
         })
     }
 }

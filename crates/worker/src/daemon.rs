@@ -56,6 +56,10 @@ pub struct Config {
     pub grace: Duration,
     /// Where to serve `/livez` and `/readyz`.
     pub http: Option<SocketAddr>,
+    /// Stop after this many tasks.
+    pub max_tasks: Option<u64>,
+    /// Stop after this long without a task.
+    pub idle_exit: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +121,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let mut held: VecDeque<Delivery> = VecDeque::new();
     let mut running: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
-    let deadline = tokio::time::sleep(Duration::MAX / 4);
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let deadline = tokio::time::sleep(far);
     tokio::pin!(deadline);
+    let idle = tokio::time::sleep(config.idle_exit.unwrap_or(far));
+    tokio::pin!(idle);
+    let mut finished = 0u64;
 
     loop {
         while running.len() < config.concurrency && !stopping {
@@ -151,6 +159,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             ready.store(true, Ordering::Relaxed);
         }
 
+        if !running.is_empty() || !held.is_empty() {
+            idle.as_mut().reset(tokio::time::Instant::now() + config.idle_exit.unwrap_or(far));
+        }
+        let enough = config.max_tasks.is_some_and(|max| finished + (running.len() as u64) >= max);
+        if enough && !stopping {
+            info!(tasks = finished + running.len() as u64, "task limit reached: no new tasks");
+            shutdown.cancel();
+        }
+
         tokio::select! {
             _ = shutdown.cancelled(), if !stopping => {
                 info!(in_hand = running.len(), grace_s = config.grace.as_secs(), "stopping: no new tasks");
@@ -169,7 +186,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
                 }
                 None => {}
             },
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(_) = running.join_next(), if !running.is_empty() => finished += 1,
+            _ = &mut idle, if config.idle_exit.is_some() && !stopping => {
+                info!("idle for too long: stopping");
+                shutdown.cancel();
+            }
             _ = &mut deadline, if stopping => {
                 warn!(in_hand = running.len(), "grace period over: requeueing the tasks in hand");
                 break;

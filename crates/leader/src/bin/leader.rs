@@ -5,7 +5,7 @@ use leader::{run, Cli};
 
 fn main() {
     let cli: Cli = common::cli::parse_or_exit();
-    common::telemetry::init();
+    common::telemetry::init(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

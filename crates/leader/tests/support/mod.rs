@@ -226,6 +226,13 @@ impl Fleet {
         path
     }
 
+    /// The public values a proof file claims (without verifying it: each circuit build costs a
+    /// minute, so only the tests about proof correctness verify).
+    pub fn values(&self, proof: &Path) -> serde_json::Value {
+        let file: serde_json::Value = serde_json::from_slice(&std::fs::read(proof).unwrap()).unwrap();
+        file["public_values"].clone()
+    }
+
     /// Verifies a proof file and returns its public values.
     pub fn verify(&self, proof: &Path) -> serde_json::Value {
         let out = self.run_leader(&["verify", "--proof", proof.to_str().unwrap()]);

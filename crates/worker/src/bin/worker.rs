@@ -10,11 +10,12 @@ fn main() {
         println!("{}", serde_json::to_string(&common::topology::describe()).expect("topology serializes"));
         return;
     }
+    let log_format = cli.log_format;
     let config = cli.config().unwrap_or_else(|message| {
         eprintln!("error: {message}");
         std::process::exit(64);
     });
-    common::telemetry::init();
+    common::telemetry::init(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts");
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();

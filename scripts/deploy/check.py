@@ -1,0 +1,452 @@
+#!/usr/bin/env python3
+"""Offline checks of the deployment: images, chart, KEDA objects, Terraform, autoscaling replay.
+
+Run through scripts/check-deploy, which sets up the virtualenv and passes the topology that the
+built `worker --print-topology` prints. Every check prints one PASS or FAIL line; the exit code
+is 1 when any failed. `--write-keda` regenerates keda/ from the chart first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "zkfleet"
+KEDA_DIR = ROOT / "keda"
+TERRAFORM = ROOT / "terraform"
+TIMELINE = ROOT / "scripts" / "deploy" / "queue-timeline.csv"
+EXPLAINED = ROOT / "scripts" / "deploy" / "checkov-explained.yaml"
+RELEASE, NAMESPACE = "zkfleet", "zkfleet"
+# Value sets the chart is rendered with; each file lists only what differs from the defaults.
+VALUE_SETS = {"default": "default-values.yaml", "gpu": "gpu-values.yaml", "gpu-job": "gpu-job-values.yaml"}
+# API groups whose objects kubernetes-validate knows; the rest are CRDs, checked structurally.
+CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1",
+               "autoscaling/v2"}
+KUBE_VERSION = "1.31"
+KEDA_KINDS = {"ScaledObject", "ScaledJob", "TriggerAuthentication"}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def result(self, name: str, problems: list[str], detail: str = "") -> None:
+        if problems:
+            self.failed.append(name)
+            print(f"FAIL {name}")
+            for problem in problems:
+                print(f"     - {problem}")
+        else:
+            print(f"PASS {name}{': ' + detail if detail else ''}")
+        sys.stdout.flush()
+
+
+def docs_of(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+# -- images ---------------------------------------------------------------------------------
+def check_images(report: Report) -> None:
+    channel = tomllib.loads((ROOT / "rust-toolchain.toml").read_text())["toolchain"]["channel"]
+    problems = []
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        text = (ROOT / name).read_text()
+        pinned = re.findall(r"^ARG RUST_VERSION=(\S+)$", text, re.M)
+        if pinned != [channel]:
+            problems.append(f"{name}: ARG RUST_VERSION={pinned} but rust-toolchain.toml pins {channel}")
+        if not re.search(r"^USER (?!0\b|root\b)\S+", text, re.M):
+            problems.append(f"{name}: the final stage has no non-root USER")
+        if len(re.findall(r"^FROM ", text, re.M)) < 2:
+            problems.append(f"{name}: not a multi-stage build")
+    if "--features cuda" not in (ROOT / "Dockerfile.gpu").read_text():
+        problems.append("Dockerfile.gpu does not build the worker with --features cuda")
+    report.result("images: multi-stage, non-root, toolchain pinned", problems, f"Rust {channel}")
+
+
+# -- chart ----------------------------------------------------------------------------------
+def render_all(out: Path, report: Report) -> dict[str, list[dict]]:
+    import helm_python as helm
+
+    rendered: dict[str, list[dict]] = {}
+    lint_problems, render_problems = [], []
+    for stale in out.glob("rendered-*.yaml"):
+        stale.unlink()
+    for name, file in VALUE_SETS.items():
+        values = yaml.safe_load((CHART / "ci" / file).read_text()) or {}
+        lint = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+        for message in lint.get("messages", []):
+            if message["severity"] >= 2:
+                lint_problems.append(f"{name}: {message['path']}: {message['error']}")
+        lint_problems += [f"{name}: {e}" for e in lint.get("errors", [])]
+        try:
+            with helm.Chart.load(str(CHART)) as chart:
+                manifests = chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        except helm.HelmError as error:
+            render_problems.append(f"{name}: {error}")
+            continue
+        text = "\n".join(f"---\n# Source: {path}\n{body}" for path, body in sorted(manifests.items())
+                         if path.endswith(".yaml") and body.strip())
+        (out / f"rendered-{name}.yaml").write_text(text)
+        rendered[name] = docs_of(text)
+    report.result("helm lint (strict)", lint_problems, ", ".join(VALUE_SETS))
+    report.result("helm render", render_problems,
+                  "; ".join(f"{n}: {len(d)} objects" for n, d in rendered.items()))
+    return rendered
+
+
+def check_kubernetes_schemas(rendered: dict[str, list[dict]], report: Report) -> None:
+    import kubernetes_validate
+
+    problems, count = [], 0
+    for name, docs in rendered.items():
+        for doc in docs:
+            if doc.get("apiVersion") in CORE_GROUPS:
+                count += 1
+                try:
+                    kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+                except kubernetes_validate.ValidationError as error:
+                    problems.append(f"{name}: {doc['kind']}/{doc['metadata']['name']}: {error.message}")
+    report.result(f"kubernetes-validate {KUBE_VERSION} (strict)", problems, f"{count} core objects")
+
+
+def pool_pods(docs: list[dict]) -> dict[str, dict]:
+    """Pod spec of each worker pool, from its Deployment or its ScaledJob."""
+    pods = {}
+    for doc in docs:
+        pool = doc.get("metadata", {}).get("labels", {}).get("zkfleet.io/pool")
+        if doc["kind"] == "Deployment" and pool:
+            pods[pool] = doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "ScaledJob" and pool:
+            pods[pool] = doc["spec"]["jobTargetRef"]["template"]["spec"]
+    return pods
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def check_pods(rendered: dict[str, list[dict]], report: Report) -> None:
+    problems = []
+    for name, docs in rendered.items():
+        for pool, pod in pool_pods(docs).items():
+            where = f"{name}/{pool}"
+            worker = pod["containers"][0]
+            env = env_of(worker)
+            grace = int(env.get("ZKFLEET_GRACE_PERIOD") or 25)
+            if int(pod.get("terminationGracePeriodSeconds", 30)) <= grace:
+                problems.append(f"{where}: terminationGracePeriodSeconds must exceed --grace-period {grace}")
+            for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+                if worker.get(probe, {}).get("httpGet", {}).get("path") != path:
+                    problems.append(f"{where}: {probe} is not GET {path}")
+            if not worker.get("lifecycle", {}).get("preStop"):
+                problems.append(f"{where}: no preStop hook")
+            resources = worker.get("resources", {})
+            if not resources.get("requests") or not resources.get("limits", {}).get("memory"):
+                problems.append(f"{where}: requests and a memory limit are required")
+            if pool == "gpu":
+                if str(resources.get("limits", {}).get("nvidia.com/gpu")) != "1":
+                    problems.append(f"{where}: GPU pods must limit nvidia.com/gpu")
+                if not any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])):
+                    problems.append(f"{where}: GPU pods must tolerate the nvidia.com/gpu taint")
+            if not pod.get("nodeSelector"):
+                problems.append(f"{where}: no nodeSelector")
+            if not pod.get("securityContext", {}).get("runAsNonRoot"):
+                problems.append(f"{where}: pods must run as non-root")
+        for doc in docs:
+            if doc["kind"] == "RabbitmqCluster":
+                config = doc["spec"]["rabbitmq"]["additionalConfig"]
+                timeout = re.search(r"^\s*consumer_timeout\s*=\s*(\d+)", config, re.M)
+                grace = max(int(env_of(p["containers"][0]).get("ZKFLEET_GRACE_PERIOD") or 25)
+                            for p in pool_pods(docs).values())
+                # The longest task (about 30 s, plus a first circuit build) fits in the grace
+                # period; the consumer timeout must be far above both.
+                if not timeout or int(timeout.group(1)) < 10 * grace * 1000:
+                    problems.append(f"{name}: consumer_timeout must be set well above the longest task")
+                plugins = set(doc["spec"]["rabbitmq"].get("additionalPlugins", []))
+                if not {"rabbitmq_management", "rabbitmq_prometheus"} <= plugins:
+                    problems.append(f"{name}: RabbitmqCluster lacks the management or Prometheus plugin")
+    report.result("worker pods: probes, grace period, preStop, resources, GPU scheduling", problems)
+
+
+# -- KEDA against the topology --------------------------------------------------------------
+def trigger_queue_names(meta: dict) -> list[str]:
+    """Queue names a trigger spells out: a plain name, or ^<prefix>(a|b|...)$ with useRegex."""
+    name = meta["queueName"]
+    if meta.get("useRegex") != "true":
+        return [name]
+    match = re.fullmatch(r"\^(.*)\(([^()]*)\)\$", name)
+    if not match:
+        raise ValueError(f"queue regex {name!r} is not of the form ^<prefix>(<round>|...)$")
+    prefix = re.sub(r"\\(.)", r"\1", match.group(1))
+    return [prefix + alternative for alternative in match.group(2).split("|")]
+
+
+def check_keda(rendered: dict[str, list[dict]], topology: dict, report: Report) -> None:
+    problems = []
+    task_queues: dict[str, str] = topology["task_queues"]
+    all_queues = set(task_queues.values()) | {topology["dead_letter_queue"]}
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    chart_topology = chart_values["topology"]
+    if chart_topology["pools"] != topology["pools"]:
+        problems.append(f"values.yaml topology.pools {chart_topology['pools']} != binary's {topology['pools']}")
+    for round_name, queue in task_queues.items():
+        if queue != chart_topology["taskQueuePrefix"] + round_name:
+            problems.append(f"queue {queue} is not topology.taskQueuePrefix + {round_name}")
+
+    for name, docs in rendered.items():
+        auths = {d["metadata"]["name"] for d in docs if d["kind"] == "TriggerAuthentication"}
+        deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+        scalers = [d for d in docs if d["kind"] in ("ScaledObject", "ScaledJob")]
+        pods = pool_pods(docs)
+        covered: dict[str, list[str]] = {}
+        for scaler in scalers:
+            sname = scaler["metadata"]["name"]
+            pool = scaler["metadata"]["labels"].get("zkfleet.io/pool")
+            if scaler["kind"] == "ScaledObject" and scaler["spec"]["scaleTargetRef"]["name"] not in deployments:
+                problems.append(f"{name}: {sname} scales a Deployment the chart does not render")
+            for trigger in scaler["spec"]["triggers"]:
+                meta = trigger["metadata"]
+                wanted = {"protocol": "http", "mode": "QueueLength", "useRegex": "true",
+                          "operation": "sum", "excludeUnacknowledged": "false"}
+                for key, value in wanted.items():
+                    if meta.get(key) != value:
+                        problems.append(f"{name}: {sname}: {key} is {meta.get(key)!r}, want {value!r}")
+                if trigger.get("authenticationRef", {}).get("name") not in auths:
+                    problems.append(f"{name}: {sname}: authenticationRef names no TriggerAuthentication")
+                if float(meta.get("value", 0)) < 1:
+                    problems.append(f"{name}: {sname}: value must be at least 1 task per replica")
+                try:
+                    named = trigger_queue_names(meta)
+                except ValueError as error:
+                    problems.append(f"{name}: {sname}: {error}")
+                    continue
+                for queue in named:
+                    if queue not in task_queues.values():
+                        problems.append(f"{name}: {sname} names queue {queue}, absent from the topology")
+                regex = re.compile(meta["queueName"] if meta.get("useRegex") == "true" else re.escape(meta["queueName"]))
+                matched = sorted(q for q in all_queues if regex.fullmatch(q))
+                if matched != sorted(q for q in named if q in all_queues):
+                    problems.append(f"{name}: {sname}: regex matches {matched}, not just {named}")
+                for queue in matched:
+                    covered.setdefault(queue, []).append(f"{sname}({pool})")
+        consumers: dict[str, list[str]] = {}
+        for pool, pod in pods.items():
+            env = env_of(pod["containers"][0])
+            rounds = env["ZKFLEET_ROUNDS"].split(",") if env.get("ZKFLEET_ROUNDS") else topology["pools"][pool]
+            for round_name in rounds:
+                if round_name not in task_queues:
+                    problems.append(f"{name}: pool {pool} consumes unknown round {round_name}")
+                    continue
+                queue = task_queues[round_name]
+                consumers.setdefault(queue, []).append(pool)
+                owners = covered.get(queue, [])
+                if len(owners) != 1 or not owners[0].endswith(f"({pool})"):
+                    problems.append(f"{name}: queue {queue} of pool {pool} is covered by {owners or 'no trigger'}, "
+                                    "want exactly its own pool's scaler")
+        for queue in task_queues.values():
+            if len(consumers.get(queue, [])) != 1:
+                problems.append(f"{name}: queue {queue} is consumed by pools {consumers.get(queue, [])}, want one")
+    report.result("KEDA triggers cover each pool's queues exactly once (topology from worker --print-topology)",
+                  problems, f"{len(topology['task_queues'])} task queues, sets {', '.join(rendered)}")
+
+
+def keda_docs(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["kind"] in KEDA_KINDS]
+
+
+def keda_file(name: str) -> Path:
+    return KEDA_DIR / ("zkfleet-keda.yaml" if name == "default" else f"zkfleet-keda-{name}.yaml")
+
+
+class IndentedDumper(yaml.SafeDumper):
+    """Indents list items under their key, as the chart's templates and yamllint do."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def write_keda(rendered: dict[str, list[dict]]) -> None:
+    for name, docs in rendered.items():
+        header = (f"# KEDA objects of the zkfleet chart for charts/zkfleet/ci/{VALUE_SETS[name]},\n"
+                  f"# release {RELEASE!r} in namespace {NAMESPACE!r}. Generated by\n"
+                  "# `scripts/check-deploy --write-keda`; edit the chart, not this file.\n")
+        body = yaml.dump_all(keda_docs(docs), Dumper=IndentedDumper, sort_keys=False,
+                             explicit_start=True, width=100)
+        keda_file(name).write_text(header + body)
+
+
+def check_keda_dir(rendered: dict[str, list[dict]], report: Report) -> None:
+    problems = []
+    for name, docs in rendered.items():
+        path = keda_file(name)
+        if not path.exists():
+            problems.append(f"{path.relative_to(ROOT)} is missing (scripts/check-deploy --write-keda)")
+        elif docs_of(path.read_text()) != keda_docs(docs):
+            problems.append(f"{path.relative_to(ROOT)} differs from the chart (scripts/check-deploy --write-keda)")
+    report.result("keda/ matches the chart's KEDA objects", problems)
+
+
+# -- YAML, checkov ---------------------------------------------------------------------------
+def check_yamllint(report: Report) -> None:
+    files = [CHART / "Chart.yaml", CHART / "values.yaml", *sorted((CHART / "ci").glob("*.yaml")),
+             *sorted(KEDA_DIR.glob("*.yaml")), EXPLAINED]
+    config = "{extends: default, rules: {line-length: {max: 110}, document-start: disable, " \
+             "comments: {min-spaces-from-content: 1}, braces: {max-spaces-inside: 1}, truthy: {check-keys: false}}}"
+    run = subprocess.run([sys.executable, "-m", "yamllint", "-f", "parsable", "-d", config, *map(str, files)],
+                         capture_output=True, text=True)
+    problems = [line for line in run.stdout.splitlines() if line.strip()]
+    report.result("yamllint", problems, f"{len(files)} files")
+
+
+def check_checkov(out: Path, report: Report) -> None:
+    explained: dict[str, str] = yaml.safe_load(EXPLAINED.read_text())["explained"]
+    manifests = out / "checkov-manifests"
+    shutil.rmtree(manifests, ignore_errors=True)
+    manifests.mkdir()
+    for path in out.glob("rendered-*.yaml"):
+        shutil.copy(path, manifests / path.name)
+    targets = [("kubernetes", ["-d", str(manifests)]),
+               ("dockerfile", ["-f", str(ROOT / "Dockerfile"), "-f", str(ROOT / "Dockerfile.gpu")]),
+               ("terraform", ["-d", str(TERRAFORM)])]
+    problems, passed, skipped = [], 0, set()
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
+    for framework, target in targets:
+        run = subprocess.run(
+            [sys.executable, "-m", "checkov.main", "--framework", framework, *target, "--output", "json",
+             "--quiet", "--compact", "--skip-download", "--download-external-modules", "false"],
+            capture_output=True, text=True, env=env, cwd=out)
+        try:
+            results = json.loads(run.stdout or "[]")
+        except json.JSONDecodeError:
+            problems.append(f"{framework}: checkov did not produce JSON: {run.stderr.strip()[-300:]}")
+            continue
+        for result in results if isinstance(results, list) else [results]:
+            summary = result.get("summary", {})
+            passed += summary.get("passed", 0)
+            for failed in result.get("results", {}).get("failed_checks", []):
+                check_id = failed["check_id"]
+                if check_id in explained:
+                    skipped.add(check_id)
+                    continue
+                severity = failed.get("severity") or "unrated"
+                problems.append(f"{framework}: {check_id} ({severity}) {failed['check_name']} "
+                                f"in {failed.get('resource')} ({Path(failed.get('file_path', '')).name}); "
+                                f"fix it or explain it in {EXPLAINED.relative_to(ROOT)}")
+    for stale in sorted(set(explained) - skipped):
+        problems.append(f"{stale} is explained in {EXPLAINED.relative_to(ROOT)} but no longer found: remove it")
+    report.result("checkov (kubernetes, dockerfile, terraform): every finding fixed or explained", problems,
+                  f"{passed} passed, {len(skipped)} explained in {EXPLAINED.relative_to(ROOT)}")
+
+
+# -- Terraform ------------------------------------------------------------------------------
+def check_terraform(report: Report) -> None:
+    import hcl2
+
+    files = sorted(TERRAFORM.glob("*.tf"))
+    terraform = shutil.which("terraform")
+    if terraform:
+        run = subprocess.run([terraform, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)],
+                             capture_output=True, text=True)
+        problems = [line for line in run.stdout.splitlines()] if run.returncode else []
+        how = "terraform fmt -check"
+    else:
+        sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+        sys.path.insert(0, str(Path(__file__).parent))
+        from tffmt import format_problems
+        problems = [p for f in files for p in format_problems(f)]
+        how = "built-in layout check (no terraform binary on PATH)"
+    report.result("terraform files formatted", problems, how)
+
+    problems, variables, validated = [], 0, 0
+    parsed = {}
+    for path in files:
+        try:
+            with path.open() as handle:
+                parsed[path.name] = hcl2.load(handle)
+        except Exception as error:  # noqa: BLE001 - any parse error is the finding
+            problems.append(f"{path.name}: does not parse: {error}")
+    for name, tree in parsed.items():
+        for block in tree.get("variable", []):
+            for var, body in block.items():
+                variables += 1
+                for key in ("type", "description"):
+                    if key not in body:
+                        problems.append(f"{name}: variable {var} has no {key}")
+                if "validation" in body:
+                    validated += 1
+                elif "bool" not in str(body.get("type")):
+                    problems.append(f"{name}: variable {var} has no validation")
+        for block in tree.get("output", []):
+            for output, body in block.items():
+                if "description" not in body:
+                    problems.append(f"{name}: output {output} has no description")
+    outputs = {o for tree in parsed.values() for block in tree.get("output", []) for o in block}
+    for needed in ("store_url", "store_access_key_id", "store_secret_access_key", "helm_values", "get_credentials"):
+        if needed not in outputs:
+            problems.append(f"output {needed} (used by docs/deploy.md and the chart) is missing")
+    report.result("terraform parses; variables typed, described, validated", problems,
+                  f"{len(files)} files, {variables} variables ({validated} with validation)")
+
+
+# -- autoscaling replay ---------------------------------------------------------------------
+def check_simulation(out: Path, rendered: dict[str, list[dict]], report: Report) -> None:
+    problems, pictures = [], []
+    for name in rendered:
+        manifest = out / f"rendered-{name}.yaml"
+        if not any(d["kind"] == "ScaledObject" for d in rendered[name]):
+            continue
+        png = out / f"autoscaling-{name}.png"
+        run = subprocess.run([sys.executable, str(Path(__file__).parent / "simulate.py"), str(TIMELINE),
+                              str(manifest), "--check", "--png", str(png),
+                              "--title", f"zkfleet autoscaling replay ({VALUE_SETS[name]})"],
+                             capture_output=True, text=True)
+        (out / f"autoscaling-{name}.txt").write_text(run.stdout)
+        if run.returncode:
+            problems += [f"{name}: {line}" for line in run.stderr.splitlines()]
+        pictures.append(str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png))
+    report.result("autoscaling replay: scale-up under backlog, no scale-down while unacked, zero when idle",
+                  problems, f"plots {', '.join(pictures)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--topology", required=True, help="JSON printed by worker --print-topology")
+    parser.add_argument("--out", required=True, help="folder for rendered manifests, plots and tables")
+    parser.add_argument("--write-keda", action="store_true", help="regenerate keda/ from the chart")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    topology = json.loads(Path(args.topology).read_text())
+
+    report = Report()
+    check_images(report)
+    rendered = render_all(out, report)
+    if args.write_keda and len(rendered) == len(VALUE_SETS):
+        write_keda(rendered)
+    check_kubernetes_schemas(rendered, report)
+    check_pods(rendered, report)
+    check_keda(rendered, topology, report)
+    check_keda_dir(rendered, report)
+    check_yamllint(report)
+    check_terraform(report)
+    check_checkov(out, report)
+    check_simulation(out, rendered, report)
+    if report.failed:
+        print(f"check-deploy: {len(report.failed)} check(s) failed: {'; '.join(report.failed)}")
+        return 1
+    print("check-deploy: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
