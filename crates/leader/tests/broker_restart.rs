@@ -16,13 +16,14 @@ fn rabbitmqctl(args: &[&str]) {
 #[test]
 fn a_broker_restart_mid_job_is_ridden_out() {
     let fleet = Fleet::new();
-    let w1 = fleet.worker("w1", &[]);
-    let _w2 = fleet.worker("w2", &[]);
+    let mut w1 = fleet.worker("w1", &[]);
+    let mut w2 = fleet.worker("w2", &[]);
     let input = fleet.synth("a.json", 16, 11);
     let proof = fleet.path("a.proof");
     let leader = Proc::spawn(fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()]));
     leader.wait_for(&["txs_proved=4 "], Duration::from_secs(300));
 
+    let before = [w1.stderr().len(), w2.stderr().len()];
     rabbitmqctl(&["stop_app"]);
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
@@ -30,5 +31,11 @@ fn a_broker_restart_mid_job_is_ridden_out() {
     let (code, _, err) = leader.finish(Duration::from_secs(300));
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     assert_eq!(fleet.values(&proof)["tx_count"], 16);
-    assert!(w1.stderr().iter().any(|l| l.contains("broker connection recovered")), "{}", w1.stderr().join("\n"));
+    // The workers rode it out too: still running, and proving after the restart.
+    let mut after = Vec::new();
+    for (w, n) in [(&mut w1, before[0]), (&mut w2, before[1])] {
+        assert!(w.child.try_wait().unwrap().is_none(), "a worker exited:\n{}", w.stderr().join("\n"));
+        after.extend(w.stderr().split_off(n));
+    }
+    assert!(after.iter().any(|l| l.contains("task done")), "{}", after.join("\n"));
 }

@@ -136,8 +136,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         let full = running.len() >= config.concurrency;
         if (full || stopping) && !tags.is_empty() {
             for tag in tags.drain(..) {
-                if let Err(e) = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
-                    debug!(error = %e, "cancelling a consumer");
+                // During a reconnection the cancel waits for the recovered channel: a consumer
+                // left behind would be restored by the recovery and hoard tasks.
+                loop {
+                    match channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            debug!(error = %e, "cancelling a consumer: waiting for the broker");
+                            channel.wait_for_recovery(e).await?;
+                        }
+                    }
                 }
             }
         }
@@ -145,14 +153,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             generation += 1;
             for round in &config.rounds {
                 let tag = format!("{}/{round}/{generation}", config.name);
-                let consumer = channel
-                    .basic_consume(
-                        topology::task_queue(*round).as_str().into(),
-                        tag.as_str().into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
+                let queue = topology::task_queue(*round);
+                let consumer = loop {
+                    let consumed = channel
+                        .basic_consume(
+                            queue.as_str().into(),
+                            tag.as_str().into(),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await;
+                    match consumed {
+                        Ok(consumer) => break consumer,
+                        Err(e) => {
+                            debug!(error = %e, "consuming: waiting for the broker");
+                            channel.wait_for_recovery(e).await?;
+                        }
+                    }
+                };
                 consumers.push(consumer);
                 tags.push(tag);
             }
