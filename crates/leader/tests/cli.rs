@@ -284,6 +284,10 @@ fn versions_usage_errors_and_exit_codes() {
     let out = env.leader(&["prove", "--arity", "1"], Some(b"{}"));
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(stderr(&out).contains("arity 1"));
+    // More accounts than a small tree can hold distinct leaves for: a usage error, not a hang.
+    let out = env.leader(&["synth", "--txs", "8", "--accounts", "1000", "--tree-depth", "8"], None);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--accounts 1000"));
 }
 
 #[test]

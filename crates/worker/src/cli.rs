@@ -15,7 +15,7 @@ use crate::daemon;
 #[command(name = "worker", version, about)]
 pub struct Cli {
     /// RabbitMQ URI of the fleet, e.g. amqp://user:password@host:5672/%2f.
-    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true, required_unless_present = "print_topology")]
+    #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
     pub amqp_uri: Option<String>,
     /// Object store URL: file:///abs/path or a path (default: the user's cache directory).
     #[arg(long, env = "ZKFLEET_STORE")]
