@@ -24,7 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "zkfleet"
 KEDA_DIR = ROOT / "keda"
 TERRAFORM = ROOT / "terraform"
-TIMELINE = ROOT / "scripts" / "deploy" / "queue-timeline.csv"
+# Replayed timelines: a driven job at default parameters (long backlog), and a real zkfleet job on
+# two workers (`leader prove` beside record-queues.py; see docs/deploy.md).
+TIMELINES = {
+    "driven": ROOT / "scripts" / "deploy" / "queue-timeline.csv",
+    "fleet": ROOT / "scripts" / "deploy" / "queue-timeline-fleet.csv",
+}
 EXPLAINED = ROOT / "scripts" / "deploy" / "checkov-explained.yaml"
 RELEASE, NAMESPACE = "zkfleet", "zkfleet"
 # Value sets the chart is rendered with; each file lists only what differs from the defaults.
@@ -401,19 +406,20 @@ def check_terraform(report: Report) -> None:
 # -- autoscaling replay ---------------------------------------------------------------------
 def check_simulation(out: Path, rendered: dict[str, list[dict]], report: Report) -> None:
     problems, pictures = [], []
-    for name in rendered:
-        manifest = out / f"rendered-{name}.yaml"
-        if not any(d["kind"] == "ScaledObject" for d in rendered[name]):
-            continue
-        png = out / f"autoscaling-{name}.png"
-        run = subprocess.run([sys.executable, str(Path(__file__).parent / "simulate.py"), str(TIMELINE),
-                              str(manifest), "--check", "--png", str(png),
-                              "--title", f"zkfleet autoscaling replay ({VALUE_SETS[name]})"],
-                             capture_output=True, text=True)
-        (out / f"autoscaling-{name}.txt").write_text(run.stdout)
-        if run.returncode:
-            problems += [f"{name}: {line}" for line in run.stderr.splitlines()]
-        pictures.append(str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png))
+    for timeline_name, timeline in TIMELINES.items():
+        for name in rendered:
+            manifest = out / f"rendered-{name}.yaml"
+            if not any(d["kind"] == "ScaledObject" for d in rendered[name]):
+                continue
+            png = out / f"autoscaling-{timeline_name}-{name}.png"
+            run = subprocess.run([sys.executable, str(Path(__file__).parent / "simulate.py"), str(timeline),
+                                  str(manifest), "--check", "--png", str(png),
+                                  "--title", f"zkfleet autoscaling replay, {timeline_name} timeline ({VALUE_SETS[name]})"],
+                                 capture_output=True, text=True)
+            (out / f"autoscaling-{timeline_name}-{name}.txt").write_text(run.stdout)
+            if run.returncode:
+                problems += [f"{timeline_name}/{name}: {line}" for line in run.stderr.splitlines()]
+            pictures.append(str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png))
     report.result("autoscaling replay: scale-up under backlog, no scale-down while unacked, zero when idle",
                   problems, f"plots {', '.join(pictures)}")
 
