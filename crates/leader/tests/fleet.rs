@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use support::{job_ids, Fleet, Proc};
 
-const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+// A bound, not a pace: two tests share 2 cores and each worker builds its circuits first.
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn prove(fleet: &Fleet, input: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> Proc {
     let mut args = vec!["prove", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
@@ -184,4 +185,28 @@ fn an_unreachable_or_refusing_broker_is_one_line_and_exit_1() {
     }
     // Nothing was staged.
     assert!(!fleet.store().join("jobs").exists() || std::fs::read_dir(fleet.store().join("jobs")).unwrap().count() == 0);
+}
+
+#[test]
+fn a_worker_reports_ready_and_stops_cleanly_on_sigterm() {
+    let fleet = Fleet::new();
+    let port = 20_000 + (rand::random::<u16>() % 20_000);
+    let addr = format!("127.0.0.1:{port}");
+    let mut w = fleet.worker("w1", &["--metrics-addr", &addr, "--grace-period", "5"]);
+    w.wait_for(&["worker started"], Duration::from_secs(60));
+    let get = |path: &str| ureq::get(&format!("http://{addr}{path}")).call().map(|r| r.status().as_u16());
+    assert_eq!(get("/livez").unwrap(), 200);
+    // Ready once its consumers are in place, just after the start line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get("/readyz").ok() != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::yield_now();
+    }
+
+    w.terminate();
+    let started = std::time::Instant::now();
+    let (code, _, err) = w.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", err.join("\n"));
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(err.iter().any(|l| l.contains("worker stopped")), "{}", err.join("\n"));
 }
