@@ -149,21 +149,22 @@ pub fn delivery_count(properties: &BasicProperties) -> u64 {
     }
 }
 
-/// Why and how often a dead-lettered message died, from its `x-death` header.
-pub fn death(properties: &BasicProperties) -> Option<(String, u64)> {
+/// Why a dead-lettered message died and which queue it left, from its `x-death` header.
+pub struct Death {
+    /// `delivery_limit`, `rejected`, `expired` or `maxlen`.
+    pub reason: String,
+    pub queue: String,
+}
+
+pub fn death(properties: &BasicProperties) -> Option<Death> {
     let deaths = properties.headers().as_ref()?.inner().get("x-death")?.clone();
     let AMQPValue::FieldArray(deaths) = deaths else { return None };
     let AMQPValue::FieldTable(first) = deaths.as_slice().first()?.clone() else { return None };
-    let reason = match first.inner().get("reason") {
+    let text = |name: &str| match first.inner().get(name) {
         Some(AMQPValue::LongString(s)) => s.to_string(),
         _ => "unknown".into(),
     };
-    let count = match first.inner().get("count") {
-        Some(AMQPValue::LongLongInt(n)) => *n as u64,
-        Some(AMQPValue::LongInt(n)) => *n as u64,
-        _ => 1,
-    };
-    Some((reason, count))
+    Some(Death { reason: text("reason"), queue: text("queue") })
 }
 
 #[cfg(test)]

@@ -174,14 +174,20 @@ impl LocalStore {
         }
     }
 
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+    /// Writes `bytes` to a private temporary file next to `key`'s place: readers never see a
+    /// partial object. Returns the temporary file and the final path.
+    async fn write_temporary(&self, key: &str, bytes: &[u8]) -> Result<(PathBuf, PathBuf), StoreError> {
         let path = self.path(key);
         let dir = path.parent().expect("keys have a parent under the root");
         tokio::fs::create_dir_all(dir).await.map_err(|e| io(key, e))?;
-        // Write a private temporary file, then link it into place: readers never see a partial
-        // object, and the link fails if another writer got there first.
         let tmp = dir.join(format!(".tmp-{}", rand::random::<u64>()));
         tokio::fs::write(&tmp, bytes).await.map_err(|e| io(key, e))?;
+        Ok((tmp, path))
+    }
+
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        // Link the temporary file into place: the link fails if another writer got there first.
+        let (tmp, path) = self.write_temporary(key, bytes).await?;
         let linked = tokio::fs::hard_link(&tmp, &path).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         match linked {
@@ -190,15 +196,9 @@ impl LocalStore {
             Err(e) => Err(io(key, e)),
         }
     }
-}
 
-impl LocalStore {
     async fn replace(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.path(key);
-        let dir = path.parent().expect("keys have a parent under the root");
-        tokio::fs::create_dir_all(dir).await.map_err(|e| io(key, e))?;
-        let tmp = dir.join(format!(".tmp-{}", rand::random::<u64>()));
-        tokio::fs::write(&tmp, bytes).await.map_err(|e| io(key, e))?;
+        let (tmp, path) = self.write_temporary(key, bytes).await?;
         tokio::fs::rename(&tmp, &path).await.map_err(|e| io(key, e))
     }
 }

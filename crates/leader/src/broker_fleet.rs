@@ -142,9 +142,9 @@ async fn event_of(delivery: &Delivery, store: &Store) -> Option<FleetEvent> {
         },
         Some(KIND_TASK) => {
             let task: Task = common::protocol::decode(&delivery.data).ok()?;
-            let (reason, deliveries) = broker::death(&delivery.properties).unwrap_or(("unknown".into(), 0));
+            let reason = broker::death(&delivery.properties).map_or_else(|| "unknown".into(), |d| d.reason);
             let last_error = last_error(store, &task).await;
-            Some(FleetEvent::DeadLettered { task_id: task.id(), reason, deliveries, last_error })
+            Some(FleetEvent::DeadLettered { task_id: task.id(), reason, last_error })
         }
         Some(KIND_CANCEL) => Some(FleetEvent::Cancelled { job: String::from_utf8_lossy(&delivery.data).into_owned() }),
         _ => None,

@@ -101,13 +101,13 @@ pub async fn run_jobs(
             event = fleet.events.recv() => {
                 let result: TaskResult = match event.ok_or_else(|| JobFailure::Failed("the fleet stopped".into()))? {
                     FleetEvent::Result(result) => result,
-                    FleetEvent::DeadLettered { task_id, reason, deliveries, last_error } => {
+                    FleetEvent::DeadLettered { task_id, reason, last_error } => {
                         if !by_id.contains_key(&task_id) {
                             continue;
                         }
                         let last = last_error.map(|e| format!("; last error: {e}")).unwrap_or_default();
                         return Err(JobFailure::Failed(format!(
-                            "task {task_id} was dead-lettered ({reason}) after {deliveries} deliveries{last}"
+                            "task {task_id} was dead-lettered ({reason}){last}"
                         )));
                     }
                     FleetEvent::Cancelled { job } => return Err(JobFailure::Failed(format!("job {job} was cancelled"))),

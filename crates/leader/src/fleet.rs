@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub enum FleetEvent {
     Result(TaskResult),
     /// The broker gave up on a task: it was delivered too often or was unreadable.
-    DeadLettered { task_id: String, reason: String, deliveries: u64, last_error: Option<String> },
+    DeadLettered { task_id: String, reason: String, last_error: Option<String> },
     /// An operator cancelled the job.
     Cancelled { job: String },
     /// The fleet cannot go on (the broker is gone for good).

@@ -165,8 +165,8 @@ pub async fn dead(uri: &str, store: &Store, action: DeadAction) -> Result<(), Ex
     let (mut requeued, mut discarded) = (0, 0);
     for message in &messages {
         let delivery = &message.delivery;
-        let (reason, _) = broker::death(&delivery.properties).unwrap_or(("unknown".into(), 0));
-        let queue = death_queue(&delivery.properties).unwrap_or_else(|| "?".into());
+        let (reason, queue) =
+            broker::death(&delivery.properties).map_or_else(|| ("unknown".into(), "?".into()), |d| (d.reason, d.queue));
         match common::protocol::decode::<Task>(&delivery.data) {
             Ok(task) => {
                 let last = broker_fleet::last_error(store, &task).await.unwrap_or_else(|| "-".into());
@@ -203,18 +203,6 @@ pub async fn dead(uri: &str, store: &Store, action: DeadAction) -> Result<(), Ex
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(())
-}
-
-fn death_queue(properties: &BasicProperties) -> Option<String> {
-    use lapin::types::AMQPValue;
-    let AMQPValue::FieldArray(deaths) = properties.headers().as_ref()?.inner().get("x-death")?.clone() else {
-        return None;
-    };
-    let AMQPValue::FieldTable(first) = deaths.as_slice().first()?.clone() else { return None };
-    match first.inner().get("queue")? {
-        AMQPValue::LongString(s) => Some(s.to_string()),
-        _ => None,
-    }
 }
 
 /// Where the RabbitMQ management HTTP API is, and how to log in: from `--management-url` or the
