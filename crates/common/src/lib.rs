@@ -9,6 +9,8 @@ pub mod plan;
 pub mod protocol;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topology;
 
 pub use backend::ProvingBackend;

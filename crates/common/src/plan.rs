@@ -92,6 +92,7 @@ pub fn plan(shape: &JobShape) -> Result<Plan, PlanError> {
         index,
         tx_range,
         inputs,
+        input_digests: Vec::new(),
         outputs,
         params: shape.params.clone(),
         meta: shape.meta.clone(),

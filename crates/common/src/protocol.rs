@@ -55,6 +55,10 @@ pub struct Task {
     pub tx_range: (u64, u64),
     /// Store keys of the inputs, in the order the backend takes them.
     pub inputs: Vec<String>,
+    /// SHA-256 of each input, where the leader knows it (from the result that wrote the input, or
+    /// from staging it); the worker refuses an input whose bytes differ.
+    #[serde(default)]
+    pub input_digests: Vec<Option<String>>,
     /// Store keys the task writes. A task whose outputs all exist is done already.
     pub outputs: Vec<String>,
     /// Backend parameters (opaque to the fleet; the reference backend puts its circuit
@@ -78,12 +82,18 @@ impl Task {
     pub fn id(&self) -> String {
         task_id(&self.job, self.round, self.level, self.index)
     }
+
+    /// The digest recorded for input `i`, if any.
+    pub fn input_digest(&self, i: usize) -> Option<&str> {
+        self.input_digests.get(i).and_then(|d| d.as_deref())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskOutcome {
-    /// The outputs are in the store. `reused` is set when they were there already.
-    Done { reused: bool },
+    /// The outputs are in the store, with these SHA-256 digests in output order. `reused` is set
+    /// when they were there already.
+    Done { reused: bool, digests: Vec<String> },
     Failed(TaskError),
 }
 
@@ -133,6 +143,7 @@ mod tests {
             index: 3,
             tx_range: (0, 64),
             inputs: vec!["jobs/j1/aggregate/1-6".into(), "jobs/j1/aggregate/1-7".into()],
+            input_digests: vec![Some("ab".repeat(32)), None],
             outputs: vec!["jobs/j1/aggregate/2-3".into()],
             params: vec![1, 2, 3],
             meta: BTreeMap::new(),
@@ -140,7 +151,7 @@ mod tests {
             trace: BTreeMap::from([("traceparent".into(), "00-abc-def-01".into())]),
         };
         let bytes = encode(&task);
-        assert!(bytes.len() < 512, "messages stay small: {} bytes", bytes.len());
+        assert!(bytes.len() < 640, "messages stay small: {} bytes", bytes.len());
         assert_eq!(decode::<Task>(&bytes).unwrap(), task);
         assert_eq!(task.id(), "j1/aggregate/2-3");
         let result = TaskResult {
@@ -148,7 +159,7 @@ mod tests {
             round: task.round,
             level: task.level,
             index: task.index,
-            outcome: TaskOutcome::Done { reused: false },
+            outcome: TaskOutcome::Done { reused: false, digests: vec!["cd".repeat(32)] },
             duration_ms: 1,
             worker: "w".into(),
         };

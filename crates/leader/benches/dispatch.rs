@@ -68,6 +68,7 @@ fn noop_task(job: &str, index: u32) -> Task {
         index,
         tx_range: (0, 0),
         inputs: vec![],
+        input_digests: vec![],
         outputs: vec![],
         params: vec![],
         meta: Default::default(),

@@ -1,7 +1,7 @@
 //! Drives planned jobs through a fleet: publishes each task once all of its inputs exist, follows
 //! results, retries transient failures, and stops at the first failure that retrying cannot fix.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use common::plan::Plan;
@@ -42,12 +42,15 @@ struct Node {
 
 /// Runs `plans` to completion. `after[j]` names a job that job `j`'s `final` task must wait for
 /// (the previous batch, whose final proof it verifies). Tasks whose ids are in `done` are not
-/// dispatched (a resumed job whose outputs exist already).
+/// dispatched (a resumed job whose outputs exist already). `digests` holds the SHA-256 of the
+/// artifacts known so far by store key; each task goes out with its inputs' digests, and each
+/// result adds its outputs'.
 pub async fn run_jobs(
     fleet: &mut FleetHandle,
     plans: &[Plan],
     after: &[Option<usize>],
     done: &HashSet<String>,
+    digests: &mut HashMap<String, String>,
     progress: &mut Progress,
 ) -> Result<Vec<TaskTiming>, JobFailure> {
     // Flatten every plan into one graph.
@@ -96,7 +99,9 @@ pub async fn run_jobs(
             permit = fleet.tasks.reserve(), if !ready.is_empty() => {
                 let permit = permit.map_err(|_| JobFailure::Failed("the fleet stopped".into()))?;
                 let i = ready.pop_front().expect("guarded by the branch condition");
-                permit.send(nodes[i].task.clone());
+                let mut task = nodes[i].task.clone();
+                task.input_digests = task.inputs.iter().map(|k| digests.get(k).cloned()).collect();
+                permit.send(task);
             }
             event = fleet.events.recv() => {
                 let result: TaskResult = match event.ok_or_else(|| JobFailure::Failed("the fleet stopped".into()))? {
@@ -116,10 +121,18 @@ pub async fn run_jobs(
                 let id = result.task_id();
                 let Some(&i) = by_id.get(&id) else { continue };
                 match result.outcome {
-                    TaskOutcome::Done { .. } => {
+                    TaskOutcome::Done { digests: written, .. } => {
                         if nodes[i].done {
                             continue;
                         }
+                        if written.len() != nodes[i].task.outputs.len() {
+                            return Err(JobFailure::Failed(format!(
+                                "task {id} reported {} digests for {} outputs",
+                                written.len(),
+                                nodes[i].task.outputs.len()
+                            )));
+                        }
+                        digests.extend(nodes[i].task.outputs.iter().cloned().zip(written));
                         nodes[i].done = true;
                         remaining -= 1;
                         progress.task_done(&nodes[i].task);

@@ -3,6 +3,8 @@
 //! done when its outputs exist) it is the whole state of a job; the broker holds none that
 //! matters.
 
+use std::collections::BTreeMap;
+
 use common::plan::JobShape;
 use common::Store;
 use prover::proof_file::PublicValues;
@@ -23,6 +25,10 @@ pub struct Journal {
     pub after: Option<String>,
     /// The values the proof must bind, as the leader computed them from the witness.
     pub expected: PublicValues,
+    /// SHA-256 of each object the leader stored for the job (its input, a previous proof), by
+    /// key: a resumed job still checks them.
+    #[serde(default)]
+    pub staged: BTreeMap<String, String>,
 }
 
 pub fn key(job: &str) -> String {

@@ -15,6 +15,7 @@ pub mod verify;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use common::store::{StoreArgs, StoreError};
 use prover::Params;
 
 /// How a command ends, and the exit code that tells a script.
@@ -81,16 +82,23 @@ pub struct FleetArgs {
     /// RabbitMQ URI of the fleet.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
     pub amqp_uri: String,
-    /// Object store URL of the fleet (default: the user's cache directory).
-    #[arg(long, env = "ZKFLEET_STORE")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl FleetArgs {
-    fn store(&self) -> Result<common::Store, Exit> {
-        let url = self.store.clone().unwrap_or_else(common::Store::default_url);
-        common::Store::open(&url).map_err(|e| Exit::Usage(format!("--store: {e}")))
+    async fn store(&self) -> Result<common::Store, Exit> {
+        open_store(&self.store).await
     }
+}
+
+/// Opens the store the flags name: a malformed URL is a usage error (64); a store that cannot be
+/// reached, or refuses the credentials, is one line and exit 1.
+pub async fn open_store(args: &StoreArgs) -> Result<common::Store, Exit> {
+    args.open().await.map_err(|e| match e {
+        StoreError::BadUrl { .. } => Exit::Usage(format!("--store: {e}")),
+        _ => Exit::Other(format!("store: {e}")),
+    })
 }
 
 #[derive(Args, Debug)]
@@ -203,9 +211,8 @@ pub struct ProveArgs {
     /// RabbitMQ URI of a worker fleet; without it the embedded fleet proves.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
     pub amqp_uri: Option<String>,
-    /// Object store URL: file:///abs/path or a path (default: the user's cache directory).
-    #[arg(long, env = "ZKFLEET_STORE")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Keep the job's intermediate artifacts in the store after success.
     #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
     pub keep_artifacts: bool,
@@ -282,12 +289,12 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             .await
         }
         Command::Verify(a) => verify::verify(&a.proof, a.previous_proof.as_deref()),
-        Command::Status(a) => ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store()?).await,
-        Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store()?, &a.jobs).await,
-        Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store()?, &a.jobs).await,
+        Command::Status(a) => ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store().await?).await,
+        Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
+        Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Resume(a) => {
             ops::resume(ops::ResumeOptions {
-                store: a.fleet.store()?,
+                store: a.fleet.store().await?,
                 uri: a.fleet.amqp_uri,
                 jobs: a.jobs,
                 output: a.output,
@@ -304,7 +311,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             } else {
                 ops::DeadAction::List
             };
-            ops::dead(&a.fleet.amqp_uri, &a.fleet.store()?, action).await
+            ops::dead(&a.fleet.amqp_uri, &a.fleet.store().await?, action).await
         }
     }
 }

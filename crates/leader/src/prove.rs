@@ -4,12 +4,13 @@
 //! input fails with one clear line and leaves nothing behind: no task queued, no artifact stored,
 //! nothing on stdout.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::plan::{plan, JobShape, Plan};
+use common::store::{digest, StoreArgs};
 use common::Store;
 use prover::batch::parse_batches;
 use prover::execute::{execute, ExecutedBatch};
@@ -29,7 +30,7 @@ pub struct ProveOptions {
     pub output: Option<PathBuf>,
     pub previous_proof: Option<PathBuf>,
     pub workers: usize,
-    pub store: Option<String>,
+    pub store: StoreArgs,
     pub params: Params,
     pub keep_artifacts: bool,
     pub stats: Option<PathBuf>,
@@ -126,8 +127,7 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         executed.push(out);
     }
 
-    let store_url = opts.store.clone().unwrap_or_else(Store::default_url);
-    let store = Store::open(&store_url).map_err(|e| Exit::Usage(format!("--store: {e}")))?;
+    let store = crate::open_store(&opts.store).await?;
     // Reach the broker before storing anything: an unreachable fleet leaves nothing behind.
     let connection = match &opts.amqp_uri {
         Some(uri) => Some((crate::broker_fleet::connect(uri).await?, uri.clone())),
@@ -210,6 +210,7 @@ async fn stage(
         let input_key = format!("jobs/{job}/input/0-0");
         let single = serde_json::to_vec(batch).expect("batches serialize");
         store.put(&input_key, &single).await.map_err(store_err)?;
+        let mut staged = BTreeMap::from([(input_key.clone(), digest(&single))]);
         let previous_final_key = if i > 0 {
             let before = plan(&journals[i - 1].shape).expect("planned once already");
             Some(before.final_key().to_string())
@@ -217,6 +218,7 @@ async fn stage(
             let key = format!("jobs/{job}/previous/0-0");
             let bytes = prev.chain_proof_bytes().map_err(|e| Exit::Invalid(format!("previous proof: {e}")))?;
             store.put(&key, &bytes).await.map_err(store_err)?;
+            staged.insert(key.clone(), digest(&bytes));
             Some(key)
         } else {
             None
@@ -243,6 +245,7 @@ async fn stage(
             shape,
             after: i.checked_sub(1).map(|p| jobs[p].clone()),
             expected: expected_values(out, previous.is_some() || i > 0),
+            staged,
         };
         journal::write(store, &journal).await?;
         journals.push(journal);
@@ -290,13 +293,16 @@ pub async fn drive(
     let progress_jobs: Vec<_> =
         journals.iter().map(|j| (j.job.clone(), j.shape.batch, j.shape.tx_count)).collect();
     let mut progress = Progress::new(&progress_jobs);
+    // Digests of the artifacts referenced so far: what the leader staged, then what results report.
+    let mut digests: HashMap<String, String> =
+        journals.iter().flat_map(|j| j.staged.iter().map(|(k, d)| (k.clone(), d.clone()))).collect();
     let (mut fleet, uri) = match connection {
         None => {
-            tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store_description(store), "proving");
+            tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store.location(), "proving");
             (start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new())), None)
         }
         Some((connection, uri)) => {
-            tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store_description(store), "proving on the broker fleet");
+            tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store.location(), "proving on the broker fleet");
             let fleet = crate::broker_fleet::start(connection, store.clone(), &jobs).await.map_err(Ended::Early)?;
             (fleet, Some(uri))
         }
@@ -306,7 +312,7 @@ pub async fn drive(
         None => Ended::Embedded(exit),
     };
     let outcome = tokio::select! {
-        outcome = run_jobs(&mut fleet, &plans, &after, done, &mut progress) => outcome,
+        outcome = run_jobs(&mut fleet, &plans, &after, done, &mut digests, &mut progress) => outcome,
         _ = tokio::signal::ctrl_c() => {
             progress.finish();
             fleet.stop().await;
@@ -341,7 +347,8 @@ pub async fn drive(
 
     let mut files = Vec::with_capacity(plans.len());
     for (plan, journal) in plans.iter().zip(journals) {
-        let bytes = store.get(plan.output_key()).await.map_err(|e| fail(store_err(e)))?;
+        let key = plan.output_key();
+        let bytes = store.get_verified(key, digests.get(key).map(String::as_str)).await.map_err(|e| fail(store_err(e)))?;
         let file: ProofFile = serde_json::from_slice(&bytes)
             .map_err(|e| fail(Exit::Other(format!("stored proof file does not parse: {e}"))))?;
         check_values(&file.public_values, &journal.expected).map_err(fail)?;
@@ -381,13 +388,6 @@ fn check_values(values: &PublicValues, expected: &PublicValues) -> Result<(), Ex
         Ok(())
     } else {
         Err(Exit::Other(format!("the fleet returned a proof of other values for batch {}", expected.batch_number)))
-    }
-}
-
-fn store_description(store: &Store) -> String {
-    match store {
-        Store::Local(s) => s.root().display().to_string(),
-        Store::Memory(_) => "memory".into(),
     }
 }
 

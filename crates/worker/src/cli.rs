@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use common::topology::Pool;
-use common::{ProvingBackend, Round, Store, Task, TaskError};
+use common::store::{StoreArgs, StoreError};
+use common::{ProvingBackend, Round, Task, TaskError};
 
 use crate::daemon;
 
@@ -17,9 +18,8 @@ pub struct Cli {
     /// RabbitMQ URI of the fleet, e.g. amqp://user:password@host:5672/%2f.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
     pub amqp_uri: Option<String>,
-    /// Object store URL: file:///abs/path or a path (default: the user's cache directory).
-    #[arg(long, env = "ZKFLEET_STORE")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Worker pool; decides the rounds served unless --rounds is given.
     #[arg(long, env = "ZKFLEET_POOL", value_enum, default_value = "cpu")]
     pub pool: Pool,
@@ -88,18 +88,42 @@ fn default_name() -> String {
     format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
 }
 
+/// Why the worker cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The command line is wrong (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// The store cannot be reached or refuses the credentials (exit 1).
+    #[error("store: {0}")]
+    Store(StoreError),
+}
+
+impl ConfigError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Usage(_) => 64,
+            ConfigError::Store(_) => 1,
+        }
+    }
+}
+
 impl Cli {
-    /// The daemon's configuration; a usage error is the message for the user.
-    pub fn config(self) -> Result<daemon::Config, String> {
-        let amqp_uri = self.amqp_uri.ok_or("--amqp-uri is required")?;
+    /// The daemon's configuration, with the store opened (an S3 store is reached once to check
+    /// the bucket and the credentials).
+    pub async fn config(self) -> Result<daemon::Config, ConfigError> {
+        let usage = |m: &str| ConfigError::Usage(m.into());
+        let amqp_uri = self.amqp_uri.ok_or_else(|| usage("--amqp-uri is required"))?;
         if self.max_tasks == Some(0) {
-            return Err("--max-tasks must be at least 1".into());
+            return Err(usage("--max-tasks must be at least 1"));
         }
         if self.concurrency == 0 {
-            return Err("--concurrency must be at least 1".into());
+            return Err(usage("--concurrency must be at least 1"));
         }
-        let url = self.store.unwrap_or_else(Store::default_url);
-        let store = Store::open(&url).map_err(|e| format!("--store: {e}"))?;
+        let store = self.store.open().await.map_err(|e| match e {
+            StoreError::BadUrl { .. } => ConfigError::Usage(format!("--store: {e}")),
+            e => ConfigError::Store(e),
+        })?;
         let mut rounds = if self.rounds.is_empty() { self.pool.rounds().to_vec() } else { self.rounds };
         rounds.sort();
         rounds.dedup();

@@ -10,7 +10,7 @@ pub mod http;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::store::StoreError;
+use common::store::{digest, StoreError};
 use common::{ProvingBackend, Store, Task, TaskError, TaskOutcome, TaskResult};
 use tracing::{info, info_span, warn, Instrument};
 
@@ -18,10 +18,10 @@ fn store_error(e: StoreError) -> TaskError {
     match e {
         // An input that is not there will not appear by retrying: the job was purged or planned
         // wrongly.
-        StoreError::NotFound(_) | StoreError::BadKey(_) | StoreError::BadUrl { .. } => {
-            TaskError::permanent(e.to_string())
-        }
-        StoreError::Io { .. } => TaskError::transient(e.to_string()),
+        _ if e.is_transient() => TaskError::transient(e.to_string()),
+        // A corrupt object stays corrupt, and an input that is not there will not appear by
+        // retrying (the job was purged or planned wrongly).
+        _ => TaskError::permanent(e.to_string()),
     }
 }
 
@@ -46,12 +46,12 @@ pub async fn execute_task(
     let started = Instant::now();
     span.in_scope(|| info!("task started"));
     let outcome = match run(task, store, backend).instrument(span.clone()).await {
-        Ok(reused) => TaskOutcome::Done { reused },
+        Ok((reused, digests)) => TaskOutcome::Done { reused, digests },
         Err(e) => TaskOutcome::Failed(e),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| match &outcome {
-        TaskOutcome::Done { reused } => info!(duration_ms, reused, "task done"),
+        TaskOutcome::Done { reused, .. } => info!(duration_ms, reused, "task done"),
         TaskOutcome::Failed(e) => warn!(duration_ms, kind = ?e.kind, error = %e, "task failed"),
     });
     TaskResult {
@@ -65,7 +65,8 @@ pub async fn execute_task(
     }
 }
 
-async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Result<bool, TaskError> {
+/// Proves `task` unless its outputs exist; returns whether they did, and their digests.
+async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Result<(bool, Vec<String>), TaskError> {
     // Redelivery is safe: a task whose outputs all exist is not proven again.
     let mut all_exist = !task.outputs.is_empty();
     for key in &task.outputs {
@@ -75,11 +76,11 @@ async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Re
         }
     }
     if all_exist {
-        return Ok(true);
+        return Ok((true, stored_digests(store, &task.outputs).await?));
     }
     let mut inputs = Vec::with_capacity(task.inputs.len());
-    for key in &task.inputs {
-        inputs.push(store.get(key).await.map_err(store_error)?);
+    for (i, key) in task.inputs.iter().enumerate() {
+        inputs.push(store.get_verified(key, task.input_digest(i)).await.map_err(store_error)?);
     }
     let owned = task.clone();
     // Proving is CPU-bound and long: keep it off the async runtime.
@@ -93,8 +94,23 @@ async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Re
             task.outputs.len()
         )));
     }
+    let mut digests = Vec::with_capacity(outputs.len());
     for (key, bytes) in task.outputs.iter().zip(&outputs) {
-        store.put(key, bytes).await.map_err(store_error)?;
+        if store.put(key, bytes).await.map_err(store_error)? {
+            digests.push(digest(bytes));
+        } else {
+            // Another attempt wrote first: what the store holds is the output.
+            digests.extend(stored_digests(store, std::slice::from_ref(key)).await?);
+        }
     }
-    Ok(false)
+    Ok((false, digests))
+}
+
+/// The digests of objects as the store holds them.
+async fn stored_digests(store: &Store, keys: &[String]) -> Result<Vec<String>, TaskError> {
+    let mut digests = Vec::with_capacity(keys.len());
+    for key in keys {
+        digests.push(digest(&store.get(key).await.map_err(store_error)?));
+    }
+    Ok(digests)
 }

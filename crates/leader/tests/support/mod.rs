@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+pub use common::testing::S3Server;
 
 /// Small circuits: 8-level tree, 4 transactions per chunk, 4 chunks per batch at most.
 pub const SMALL: [(&str, &str); 4] = [
@@ -171,15 +172,33 @@ fn sigterm(pid: u32) {
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
 
-/// One test's world: a vhost, a store directory, and commands set up to use both.
+/// One test's world: a vhost, a store (a directory, or a bucket on an S3 server of its own), and
+/// commands set up to use both.
 pub struct Fleet {
     pub vhost: Vhost,
     pub dir: tempfile::TempDir,
+    pub s3: Option<S3Server>,
 }
+
+/// The bucket and prefix of a fleet on S3.
+pub const BUCKET: &str = "fleet";
+pub const PREFIX: &str = "zkfleet";
 
 impl Fleet {
     pub fn new() -> Self {
-        Fleet { vhost: Vhost::new(), dir: tempfile::tempdir().unwrap() }
+        Fleet { vhost: Vhost::new(), dir: tempfile::tempdir().unwrap(), s3: None }
+    }
+
+    /// A fleet whose store is `s3://fleet/zkfleet` on a fresh S3-compatible server.
+    pub fn on_s3() -> Self {
+        let s3 = S3Server::start();
+        s3.bucket(BUCKET);
+        Fleet { s3: Some(s3), ..Self::new() }
+    }
+
+    /// The directory holding the objects under the fleet's S3 prefix.
+    pub fn s3_objects(&self) -> PathBuf {
+        self.s3.as_ref().expect("a fleet on S3").object_path(BUCKET, PREFIX)
     }
 
     pub fn store(&self) -> PathBuf {
@@ -191,7 +210,11 @@ impl Fleet {
     }
 
     fn env(&self, cmd: &mut Command) {
-        cmd.envs(SMALL).env("ZKFLEET_STORE", self.store()).env("ZKFLEET_AMQP_URI", self.vhost.uri());
+        cmd.envs(SMALL).env("ZKFLEET_AMQP_URI", self.vhost.uri());
+        match &self.s3 {
+            None => cmd.env("ZKFLEET_STORE", self.store()),
+            Some(s3) => cmd.env("ZKFLEET_STORE", format!("s3://{BUCKET}/{PREFIX}")).envs(s3.env()),
+        };
     }
 
     pub fn leader(&self, args: &[&str]) -> Command {

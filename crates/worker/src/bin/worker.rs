@@ -1,5 +1,6 @@
 //! The `worker` binary: parse the command line, set up logging, run the daemon until SIGTERM or
-//! SIGINT. Exit codes: 0 stopped on a signal, 1 the broker was lost or unreachable, 64 bad usage.
+//! SIGINT. Exit codes: 0 stopped on a signal, 1 the broker or the store was lost or unreachable, 64 bad
+//! usage.
 
 use tokio_util::sync::CancellationToken;
 use worker::cli::Cli;
@@ -11,12 +12,12 @@ fn main() {
         return;
     }
     let log_format = cli.log_format;
-    let config = cli.config().unwrap_or_else(|message| {
-        eprintln!("error: {message}");
-        std::process::exit(64);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts");
+    let config = runtime.block_on(cli.config()).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
     });
     common::telemetry::init(log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts");
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();

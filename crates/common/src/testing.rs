@@ -1,0 +1,138 @@
+//! Test support (feature `testing`): a real S3-compatible server on loopback for integration
+//! tests. It runs `s3s-fs` (installed by `scripts/start-services`), which checks request
+//! signatures as S3 does and keeps each object as a plain file, so a test can change an object's
+//! bytes behind the store's back.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::store::{digest, S3Options, S3Store, StoreArgs, StoreError};
+use crate::Store;
+
+pub const ACCESS_KEY: &str = "zkfleet-test";
+pub const SECRET_KEY: &str = "zkfleet-test-secret";
+
+/// A running `s3s-fs` over a temporary directory; stopped when dropped.
+pub struct S3Server {
+    child: Child,
+    root: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+fn binary() -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let installed = cargo_home.map(|h| h.join("bin/s3s-fs")).filter(|p| p.exists());
+    installed.unwrap_or_else(|| PathBuf::from("s3s-fs"))
+}
+
+impl S3Server {
+    /// Starts a server on a free loopback port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new(binary())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs runs (scripts/start-services installs it)");
+        let server = Self { child, root, endpoint: format!("http://127.0.0.1:{port}") };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr} within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Creates an empty bucket (a directory, for s3s-fs).
+    pub fn bucket(&self, name: &str) -> String {
+        std::fs::create_dir_all(self.root.path().join(name)).expect("bucket directory");
+        name.to_string()
+    }
+
+    /// The file holding an object's bytes.
+    pub fn object_path(&self, bucket: &str, object: &str) -> PathBuf {
+        self.root.path().join(bucket).join(object)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Store flags for `s3://bucket/prefix` on this server (credentials come from [`Self::env`]).
+    pub fn store_args(&self, bucket: &str, prefix: &str) -> StoreArgs {
+        StoreArgs {
+            store: Some(format!("s3://{bucket}/{prefix}")),
+            s3_endpoint: Some(self.endpoint.clone()),
+            s3_region: Some("us-east-1".into()),
+            s3_path_style: None,
+        }
+    }
+
+    /// Opens a store on this server with its credentials, in this process.
+    pub async fn store(&self, bucket: &str, prefix: &str) -> Store {
+        Store::S3(S3Store::connect(self.options(bucket, prefix)).await.expect("test store connects"))
+    }
+
+    pub fn options(&self, bucket: &str, prefix: &str) -> S3Options {
+        let mut options = S3Options::new(bucket, prefix);
+        options.endpoint = Some(self.endpoint.clone());
+        options.region = Some("us-east-1".into());
+        options.path_style = true;
+        options.static_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        options
+    }
+
+    /// Environment for a zkfleet process that uses this server through the standard AWS chain.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("ZKFLEET_S3_ENDPOINT", self.endpoint.clone()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What every store backend must do, run by each backend's tests.
+pub async fn exercise(store: Store) {
+    assert!(matches!(store.get("jobs/a/x").await, Err(StoreError::NotFound(_))));
+    assert!(store.put("jobs/a/x", b"one").await.unwrap());
+    assert!(!store.put("jobs/a/x", b"two").await.unwrap(), "first writer wins");
+    assert_eq!(store.get("jobs/a/x").await.unwrap(), b"one");
+    assert!(store.exists("jobs/a/x").await.unwrap());
+    store.replace("jobs/a/note", b"first").await.unwrap();
+    store.replace("jobs/a/note", b"second").await.unwrap();
+    assert_eq!(store.get("jobs/a/note").await.unwrap(), b"second");
+    store.delete("jobs/a/note").await.unwrap();
+    store.delete("jobs/a/note").await.unwrap();
+    assert!(!store.exists("jobs/a/note").await.unwrap());
+    store.put("jobs/b/y", b"keep").await.unwrap();
+    store.delete_prefix("jobs/a").await.unwrap();
+    assert!(!store.exists("jobs/a/x").await.unwrap());
+    assert!(store.exists("jobs/b/y").await.unwrap());
+    for bad in ["", "/abs", "jobs/../etc", "jobs//x", "jobs/./x"] {
+        assert!(matches!(store.put(bad, b"").await, Err(StoreError::BadKey(_))), "{bad}");
+    }
+    let recorded = digest(b"keep");
+    assert_eq!(store.get_verified("jobs/b/y", Some(&recorded)).await.unwrap(), b"keep");
+    let err = store.get_verified("jobs/b/y", Some(&digest(b"other"))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Integrity { .. }), "{err}");
+    assert!(!err.is_transient());
+}

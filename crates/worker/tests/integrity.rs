@@ -1,0 +1,77 @@
+//! A worker never proves over an input whose bytes are not the ones its reference recorded: a
+//! task over a corrupted or substituted object in a real S3-compatible store fails with an
+//! integrity error and writes nothing.
+
+use std::sync::Arc;
+
+use common::store::digest;
+use common::testing::S3Server;
+use common::{Round, Store, Task, TaskErrorKind, TaskOutcome};
+use worker::cli::NoopBackend;
+
+fn task(input_digest: Option<String>) -> Task {
+    Task {
+        job: "j".into(),
+        batch: 1,
+        round: Round::Basic,
+        level: 0,
+        index: 0,
+        tx_range: (0, 4),
+        inputs: vec!["jobs/j/witness/0-0".into()],
+        input_digests: vec![input_digest],
+        outputs: vec!["jobs/j/basic/0-0".into()],
+        params: vec![],
+        meta: Default::default(),
+        attempt: 1,
+        trace: Default::default(),
+    }
+}
+
+async fn run(store: &Store, task: &Task) -> TaskOutcome {
+    worker::execute_task(task, store, Arc::new(NoopBackend), "w").await.outcome
+}
+
+fn integrity_failure(outcome: &TaskOutcome) -> bool {
+    matches!(outcome, TaskOutcome::Failed(e) if e.kind == TaskErrorKind::Permanent && e.message.contains("integrity"))
+}
+
+#[tokio::test]
+async fn a_corrupted_input_fails_the_task_with_an_integrity_error() {
+    let server = S3Server::start();
+    let bucket = server.bucket("fleet");
+    let store = server.store(&bucket, "").await;
+    let witness = b"chunk witness bytes".to_vec();
+    store.put("jobs/j/witness/0-0", &witness).await.unwrap();
+    let recorded = digest(&witness);
+
+    // Bytes changed in the bucket behind the store's back.
+    let mut rotten = witness.clone();
+    rotten[0] ^= 1;
+    std::fs::write(server.object_path(&bucket, "jobs/j/witness/0-0"), &rotten).unwrap();
+    for reference in [Some(recorded.clone()), None] {
+        let outcome = run(&store, &task(reference.clone())).await;
+        assert!(integrity_failure(&outcome), "with reference {reference:?}: {outcome:?}");
+        assert!(!store.exists("jobs/j/basic/0-0").await.unwrap(), "nothing is written");
+    }
+}
+
+#[tokio::test]
+async fn a_substituted_input_fails_against_the_recorded_digest() {
+    let server = S3Server::start();
+    let bucket = server.bucket("fleet");
+    let store = server.store(&bucket, "").await;
+    let witness = b"chunk witness bytes".to_vec();
+    store.put("jobs/j/witness/0-0", &witness).await.unwrap();
+    let recorded = digest(&witness);
+    // A whole, self-consistent object that is not the one the task was planned over.
+    store.replace("jobs/j/witness/0-0", b"another witness").await.unwrap();
+    let outcome = run(&store, &task(Some(recorded))).await;
+    assert!(integrity_failure(&outcome), "{outcome:?}");
+    assert!(!store.exists("jobs/j/basic/0-0").await.unwrap());
+
+    // With the right reference the task runs and reports its output's digest.
+    let outcome = run(&store, &task(Some(digest(b"another witness")))).await;
+    assert_eq!(outcome, TaskOutcome::Done { reused: false, digests: vec![digest(b"")] });
+    let again = run(&store, &task(Some(digest(b"another witness")))).await;
+    assert_eq!(again, TaskOutcome::Done { reused: true, digests: vec![digest(b"")] }, "a redelivery reports the stored output");
+}
