@@ -74,19 +74,21 @@ impl Store {
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         check_key(key)?;
-        match self {
+        let timer = crate::metrics::StoreTimer::start();
+        timer.read(match self {
             Store::Local(s) => s.get(key).await,
             Store::Memory(s) => s.get(key),
-        }
+        })
     }
 
     /// Writes `bytes` under `key` unless the key exists; returns whether this call wrote it.
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
         check_key(key)?;
-        match self {
+        let timer = crate::metrics::StoreTimer::start();
+        timer.write(bytes.len(), match self {
             Store::Local(s) => s.put(key, bytes).await,
             Store::Memory(s) => Ok(s.put(key, bytes)),
-        }
+        })
     }
 
     /// Writes `bytes` under `key`, replacing what is there. Only for small records that change

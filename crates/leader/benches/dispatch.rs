@@ -2,12 +2,18 @@
 //! real path (leader publish with confirm → quorum queue → worker → result publish with confirm →
 //! leader) on the local RabbitMQ, in a virtual host of their own.
 //!
-//!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C]
+//!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C] [--telemetry]
 //!
 //! Prints one JSON line per phase: `throughput` (all tasks at once) and `latency` (one task at a
 //! time: the per-task overhead).
+//!
+//! `--telemetry` measures the fleet with its observability on, as a worker with `--metrics-addr`
+//! and an OTLP endpoint runs: the Prometheus recorder installed, every span exported over
+//! OTLP/HTTP to a collector stand-in in this process (it reads and drops each request), log
+//! lines at `warn` (as without it, no log line is written per task).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +30,11 @@ struct Args {
     latency_tasks: usize,
     workers: usize,
     concurrency: usize,
+    telemetry: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16 };
+    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, telemetry: false };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -37,6 +44,11 @@ fn args() -> Args {
             "--latency-tasks" => a.latency_tasks = value(),
             "--workers" => a.workers = value(),
             "--concurrency" => a.concurrency = value(),
+            "--telemetry" => {
+                a.telemetry = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -113,6 +125,7 @@ fn report(phase: &str, args: &Args, wall: Duration, mut latencies: Vec<f64>) {
         "tasks": latencies.len(),
         "workers": args.workers,
         "concurrency": args.concurrency,
+        "telemetry": args.telemetry,
         "tasks_per_s": (latencies.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
         "p50_ms": (percentile(&latencies, 0.5) * 1000.0).round() / 1000.0,
         "p90_ms": (percentile(&latencies, 0.9) * 1000.0).round() / 1000.0,
@@ -128,6 +141,20 @@ fn main() {
     management("PUT", &format!("/api/permissions/{vhost}/guest"));
     let uri = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let exported = Arc::new(AtomicU64::new(0));
+    let telemetry = args.telemetry.then(|| {
+        let collector = runtime.block_on(collector(exported.clone()));
+        std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
+        if std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var("RUST_LOG", "warn");
+        }
+        let telemetry = common::telemetry::init(common::telemetry::LogFormat::Text, "zkfleet-bench").unwrap();
+        assert!(telemetry.exporting());
+        common::metrics::install();
+        worker::metrics::describe();
+        leader::metrics::describe();
+        telemetry
+    });
     runtime.block_on(async {
         let store = Store::open("memory:").unwrap();
         let shutdown = CancellationToken::new();
@@ -163,5 +190,25 @@ fn main() {
             let _ = w.await;
         }
     });
+    if let Some(telemetry) = telemetry {
+        drop(telemetry);
+        eprintln!("telemetry: {} span export requests received", exported.load(Ordering::Relaxed));
+    }
     management("DELETE", &format!("/api/vhosts/{vhost}"));
+}
+
+/// A stand-in for an OTLP collector: takes every POST, counts it, drops the body.
+async fn collector(requests: Arc<AtomicU64>) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let requests = requests.clone();
+        async move {
+            requests.fetch_add(1, Ordering::Relaxed);
+            drop(body);
+            ""
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }

@@ -15,7 +15,10 @@ fn main() {
         eprintln!("error: {message}");
         std::process::exit(64);
     });
-    common::telemetry::init(log_format);
+    let telemetry = common::telemetry::init(log_format, "zkfleet-worker").unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(64);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts");
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
@@ -33,6 +36,8 @@ fn main() {
     });
     // Proof threads still running after the grace period end with the process.
     runtime.shutdown_background();
+    // Sends the spans still buffered before the process ends.
+    drop(telemetry);
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
