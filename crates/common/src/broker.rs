@@ -148,6 +148,14 @@ pub fn int_header(properties: &BasicProperties, name: &str) -> Option<u64> {
     }
 }
 
+/// The W3C trace context a message carries in its headers (empty when it carries none).
+pub fn trace_context(properties: &BasicProperties) -> std::collections::BTreeMap<String, String> {
+    crate::telemetry::TRACE_HEADERS
+        .iter()
+        .filter_map(|name| header(properties, name).map(|v| (name.to_string(), v)))
+        .collect()
+}
+
 /// How many times the broker has redelivered a message (quorum queues count returns).
 pub fn delivery_count(properties: &BasicProperties) -> u64 {
     int_header(properties, "x-delivery-count").unwrap_or(0)

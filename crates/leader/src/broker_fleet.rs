@@ -30,6 +30,14 @@ pub async fn connect(uri: &str) -> Result<Connection, Exit> {
     broker::connect(uri, "zkfleet-leader").await.map_err(|e| Exit::Other(e.to_string()))
 }
 
+/// A task as it travels: the body without the trace context, and the properties; see
+/// [`task_properties`].
+pub fn task_message(task: &Task) -> (Vec<u8>, BasicProperties) {
+    let properties = task_properties(task);
+    let body = Task { trace: Default::default(), ..task.clone() };
+    (common::protocol::encode(&body), properties)
+}
+
 /// How a task travels: persistent, with its id in the properties, and in the headers its job,
 /// its publish time and its trace context (W3C `traceparent`, `tracestate`).
 pub fn task_properties(task: &Task) -> BasicProperties {
@@ -85,9 +93,9 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
                     let Some(task) = task else { break };
                     let publisher = publisher.clone();
                     inflight.spawn(async move {
-                        let payload = common::protocol::encode(&task);
+                        let (payload, properties) = task_message(&task);
                         let routing_key = task.round.as_str();
-                        publisher.publish(TASK_EXCHANGE, routing_key, &payload, task_properties(&task)).await
+                        publisher.publish(TASK_EXCHANGE, routing_key, &payload, properties).await
                             .map_err(|e| format!("publishing task {}: {e}", task.id()))
                     });
                 }

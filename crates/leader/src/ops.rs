@@ -169,13 +169,15 @@ pub async fn dead(uri: &str, store: &Store, action: DeadAction) -> Result<(), Ex
         let (reason, queue) =
             broker::death(&delivery.properties).map_or_else(|| ("unknown".into(), "?".into()), |d| (d.reason, d.queue));
         match common::protocol::decode::<Task>(&delivery.data) {
-            Ok(task) => {
+            Ok(mut task) => {
+                // A requeued task stays in its job's trace.
+                task.trace = broker::trace_context(&delivery.properties);
                 let last = broker_fleet::last_error(store, &task).await.unwrap_or_else(|| "-".into());
                 out.push_str(&format!("{}\treason={reason}\tqueue={queue}\tlast_error={last}\n", task.id()));
                 if action == DeadAction::Requeue {
-                    let payload = common::protocol::encode(&task);
+                    let (payload, properties) = broker_fleet::task_message(&task);
                     publisher
-                        .publish(TASK_EXCHANGE, task.round.as_str(), &payload, broker_fleet::task_properties(&task))
+                        .publish(TASK_EXCHANGE, task.round.as_str(), &payload, properties)
                         .await
                         .map_err(broker_err)?;
                     delivery.ack(BasicAckOptions::default()).await.map_err(broker_err)?;

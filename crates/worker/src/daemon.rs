@@ -296,11 +296,8 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
         let wait_ms = broker::unix_ms().saturating_sub(published);
         crate::metrics::queue_wait(task.round, Duration::from_millis(wait_ms));
     }
-    // The trace context travels in the message headers; they win over the body's copy.
-    let trace: std::collections::BTreeMap<String, String> = common::telemetry::TRACE_HEADERS
-        .iter()
-        .filter_map(|name| broker::header(&delivery.properties, name).map(|v| (name.to_string(), v)))
-        .collect();
+    // Over the broker the trace context travels in the message headers, not in the body.
+    let trace = broker::trace_context(&delivery.properties);
     if !trace.is_empty() {
         task.trace = trace;
     }
