@@ -20,7 +20,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -94,21 +95,22 @@ where
 }
 
 /// The span layer: zkfleet's spans at `info` and above go to `tracer`, whatever `RUST_LOG` says
-/// about log lines.
+/// about log lines. Spans only: log lines are not copied into spans as events (a span's outcome
+/// is one of its fields), which keeps a span's cost to a few attributes.
 pub fn span_layer<S>(tracer: SdkTracer) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let targets = Targets::new()
-        .with_target("common", LevelFilter::INFO)
-        .with_target("leader", LevelFilter::INFO)
-        .with_target("worker", LevelFilter::INFO)
-        .with_target("prover", LevelFilter::INFO);
+    let ours = filter_fn(|meta| {
+        let krate = meta.target().split("::").next().unwrap_or_default();
+        meta.is_span() && *meta.level() <= Level::INFO && ["common", "leader", "worker", "prover"].contains(&krate)
+    });
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
         .with_tracked_inactivity(false)
         .with_threads(false)
-        .with_filter(targets)
+        .with_filter(ours)
 }
 
 fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, String> {

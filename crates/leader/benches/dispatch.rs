@@ -8,9 +8,10 @@
 //! time: the per-task overhead).
 //!
 //! `--telemetry` measures the fleet with its observability on, as a worker with `--metrics-addr`
-//! and an OTLP endpoint runs: the Prometheus recorder installed, every span exported over
-//! OTLP/HTTP to a collector stand-in in this process (it reads and drops each request), log
-//! lines at `warn` (as without it, no log line is written per task).
+//! and an OTLP endpoint runs: the Prometheus recorder installed (`--metrics` alone), every span
+//! exported over OTLP/HTTP to a collector stand-in in this process that reads and drops each
+//! request (`--tracing` alone), log lines at `warn` (as without it, no log line is written per
+//! task).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +31,12 @@ struct Args {
     latency_tasks: usize,
     workers: usize,
     concurrency: usize,
-    telemetry: bool,
+    metrics: bool,
+    tracing: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, telemetry: false };
+    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -44,8 +46,9 @@ fn args() -> Args {
             "--latency-tasks" => a.latency_tasks = value(),
             "--workers" => a.workers = value(),
             "--concurrency" => a.concurrency = value(),
-            "--telemetry" => {
-                a.telemetry = true;
+            flag @ ("--telemetry" | "--metrics" | "--tracing") => {
+                a.metrics |= flag != "--tracing";
+                a.tracing |= flag != "--metrics";
                 i += 1;
                 continue;
             }
@@ -92,6 +95,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// CPU time this process has used so far (user and system, all threads), from /proc (Linux).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'): utime and stime are the 12th
+    // and 13th, in clock ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// Sends `count` tasks, at most `window` outstanding, and returns (wall, per-task latencies in ms).
 async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, window: usize) -> (Duration, Vec<f64>) {
     let mut sent: HashMap<u32, Instant> = HashMap::with_capacity(count);
@@ -117,7 +130,7 @@ async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, win
     (started.elapsed(), latencies)
 }
 
-fn report(phase: &str, args: &Args, wall: Duration, mut latencies: Vec<f64>) {
+fn report(phase: &str, args: &Args, wall: Duration, cpu: Duration, mut latencies: Vec<f64>) {
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let line = serde_json::json!({
         "system": format!("zkfleet {}", env!("CARGO_PKG_VERSION")),
@@ -125,11 +138,15 @@ fn report(phase: &str, args: &Args, wall: Duration, mut latencies: Vec<f64>) {
         "tasks": latencies.len(),
         "workers": args.workers,
         "concurrency": args.concurrency,
-        "telemetry": args.telemetry,
+        "metrics": args.metrics,
+        "tracing": args.tracing,
         "tasks_per_s": (latencies.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
         "p50_ms": (percentile(&latencies, 0.5) * 1000.0).round() / 1000.0,
         "p90_ms": (percentile(&latencies, 0.9) * 1000.0).round() / 1000.0,
         "p99_ms": (percentile(&latencies, 0.99) * 1000.0).round() / 1000.0,
+        // CPU time of this process (leader, workers, collector stand-in) per task: what the
+        // fleet's own code costs, apart from the broker's.
+        "cpu_us_per_task": (cpu.as_secs_f64() * 1e6 / latencies.len() as f64).round(),
     });
     println!("{line}");
 }
@@ -142,7 +159,12 @@ fn main() {
     let uri = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let exported = Arc::new(AtomicU64::new(0));
-    let telemetry = args.telemetry.then(|| {
+    if args.metrics {
+        common::metrics::install();
+        worker::metrics::describe();
+        leader::metrics::describe();
+    }
+    let telemetry = args.tracing.then(|| {
         let collector = runtime.block_on(collector(exported.clone()));
         std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
         if std::env::var_os("RUST_LOG").is_none() {
@@ -150,9 +172,6 @@ fn main() {
         }
         let telemetry = common::telemetry::init(common::telemetry::LogFormat::Text, "zkfleet-bench").unwrap();
         assert!(telemetry.exporting());
-        common::metrics::install();
-        worker::metrics::describe();
-        leader::metrics::describe();
         telemetry
     });
     runtime.block_on(async {
@@ -180,10 +199,12 @@ fn main() {
         let mut fleet = leader::broker_fleet::start(connection, store, std::slice::from_ref(&job)).await.ok().unwrap();
         // Warm-up: connections, queues and caches settle.
         phase(&mut fleet, &job, 0, 200, 64).await;
+        let cpu = cpu_time();
         let (wall, latencies) = phase(&mut fleet, &job, 1_000, args.tasks, args.tasks).await;
-        report("throughput", &args, wall, latencies);
+        report("throughput", &args, wall, cpu_time() - cpu, latencies);
+        let cpu = cpu_time();
         let (wall, latencies) = phase(&mut fleet, &job, 1_000_000, args.latency_tasks, 1).await;
-        report("latency", &args, wall, latencies);
+        report("latency", &args, wall, cpu_time() - cpu, latencies);
         fleet.stop().await;
         shutdown.cancel();
         for w in workers {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use common::store::StoreError;
 use common::{ProvingBackend, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn};
 
 fn store_error(e: StoreError) -> TaskError {
     match e {
@@ -48,27 +48,31 @@ pub async fn execute_task(
         index = task.index,
         tx_range = ?task.tx_range,
         attempt = task.attempt,
+        outcome = tracing::field::Empty,
     );
     common::telemetry::set_parent(&span, &task.trace);
     let in_flight = metrics::task_started(task.round, pool);
     let started = Instant::now();
     span.in_scope(|| info!("task started"));
-    let outcome = match run(task, store, backend).instrument(span.clone()).await {
+    // The span is entered only to log in it: `run` logs nothing, and entering it at every poll
+    // would cost each task a few span switches for no line.
+    let outcome = match run(task, store, backend).await {
         Ok(reused) => TaskOutcome::Done { reused },
         Err(e) => TaskOutcome::Failed(e),
     };
     let elapsed = started.elapsed();
     drop(in_flight);
     let duration_ms = elapsed.as_millis() as u64;
-    span.in_scope(|| match &outcome {
-        TaskOutcome::Done { reused } => info!(duration_ms, reused, "task done"),
-        TaskOutcome::Failed(e) => warn!(duration_ms, kind = ?e.kind, error = %e, "task failed"),
-    });
     let counted = match &outcome {
         TaskOutcome::Done { .. } => metrics::Outcome::Succeeded,
         TaskOutcome::Failed(e) if e.kind == TaskErrorKind::Transient => metrics::Outcome::Retried,
         TaskOutcome::Failed(_) => metrics::Outcome::Failed,
     };
+    span.record("outcome", counted.as_str());
+    span.in_scope(|| match &outcome {
+        TaskOutcome::Done { reused } => info!(duration_ms, reused, "task done"),
+        TaskOutcome::Failed(e) => warn!(duration_ms, kind = ?e.kind, error = %e, "task failed"),
+    });
     metrics::task_finished(task.round, pool, counted, elapsed);
     TaskResult {
         job: task.job.clone(),
