@@ -101,10 +101,13 @@ pub fn span_layer<S>(tracer: SdkTracer) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    // The hint tells tracing that nothing finer than `info` is wanted here, so `debug` and
+    // `trace` callsites can be skipped early when the log filter does not want them either.
     let ours = filter_fn(|meta| {
         let krate = meta.target().split("::").next().unwrap_or_default();
         meta.is_span() && *meta.level() <= Level::INFO && ["common", "leader", "worker", "prover"].contains(&krate)
-    });
+    })
+    .with_max_level_hint(Level::INFO);
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
@@ -226,6 +229,18 @@ mod tests {
             let lone = tracing::info_span!(parent: None, "task");
             set_parent(&lone, &BTreeMap::new());
             assert_ne!(span_ids(&lone).0, trace);
+        });
+    }
+
+    #[test]
+    fn spans_are_recorded_when_log_lines_are_quieter() {
+        // As with RUST_LOG=warn: log lines at warn, spans at info all the same.
+        let provider = SdkTracerProvider::builder().build();
+        let quiet = tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_filter(EnvFilter::new("warn"));
+        let subscriber = Registry::default().with(quiet).with(span_layer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("task");
+            assert!(inject(&span).contains_key("traceparent"), "the info span is recorded");
         });
     }
 
