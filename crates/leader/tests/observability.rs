@@ -1,5 +1,5 @@
 //! What an operator sees of a job on the broker fleet: the worker's `/metrics` scrape, the
-//! leader's, the worker's JSON log lines, and `leader status`. A real RabbitMQ (a virtual host
+//! leader's, the worker's JSON log lines, its spans at an OTLP endpoint, and `leader status`. A real RabbitMQ (a virtual host
 //! of the test's own) and a real worker process with the no-op backend; the leader side runs in
 //! this process, as `leader prove` runs it once a job is staged.
 
@@ -69,10 +69,57 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     found[0]
 }
 
+/// A stand-in for an OTLP collector: records every HTTP request (request line, headers, body)
+/// and answers 200.
+fn collector() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let (mut head, mut line, mut length) = (String::new(), String::new(), 0usize);
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                        head.push_str(&line);
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let _ = tx.send((head, body));
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
 #[test]
 fn a_job_shows_in_metrics_logs_and_status() {
     let fleet = Fleet::new();
-    let worker = fleet.worker("w1", &["--backend", "noop", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"]);
+    let (otlp, requests) = collector();
+    let mut cmd = std::process::Command::new(support::worker_bin());
+    cmd.args(["--name", "w1", "--backend", "noop", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
+        .env("ZKFLEET_STORE", fleet.store())
+        .env("ZKFLEET_AMQP_URI", fleet.vhost.uri())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
+    let worker = support::Proc::spawn(cmd);
     let serving = worker.wait_for(&["serving /livez"], TIMEOUT);
     let addr = serde_json::from_str::<serde_json::Value>(&serving).unwrap()["fields"]["addr"].as_str().unwrap().to_string();
     worker.wait_for(&["worker started"], TIMEOUT);
@@ -148,6 +195,17 @@ fn a_job_shows_in_metrics_logs_and_status() {
     }
     let rounds: std::collections::BTreeSet<&str> = done.iter().map(|l| l["span"]["round"].as_str().unwrap()).collect();
     assert_eq!(rounds.len(), 5, "{rounds:?}");
+    // The worker exported its task spans to the OTLP endpoint over HTTP/protobuf (the last ones
+    // when it stopped): the job id and the span name are in the bodies.
+    let exported: Vec<(String, Vec<u8>)> = requests.try_iter().collect();
+    assert!(!exported.is_empty(), "no OTLP export request");
+    for (head, _) in &exported {
+        assert!(head.starts_with("POST /v1/traces HTTP/1.1"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{head}");
+    }
+    let bodies: Vec<u8> = exported.into_iter().flat_map(|(_, body)| body).collect();
+    let has = |needle: &[u8]| bodies.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"obs-1") && has(b"task") && has(b"zkfleet-worker"), "the spans of the job are in the export");
     let started = logs.iter().find(|l| l["fields"]["message"] == "worker started").unwrap();
     let shown = started["fields"]["broker"].as_str().unwrap();
     assert_eq!(shown, format!("amqp://guest:***@127.0.0.1:5672/{}", fleet.vhost.name));
