@@ -286,6 +286,46 @@ mod tests {
         assert_eq!(split(2, QueueDepth::default()), (2, 0, false));
     }
 
+    #[tokio::test]
+    async fn a_leader_records_its_jobs_for_status() {
+        let store = Store::open("memory:").unwrap();
+        let shape = common::plan::JobShape {
+            job: "j1".into(),
+            batch: 7,
+            tx_count: 16,
+            chunk_size: 4,
+            arity: 2,
+            levels: 2,
+            input_key: "jobs/j1/input/0-0".into(),
+            previous_final_key: None,
+            params: vec![],
+            meta: Default::default(),
+        };
+        let plan = common::plan::plan(&shape).unwrap();
+        let mut records = Records::new(Some(store.clone()), std::slice::from_ref(&plan));
+        // The first write is due at once; later ones wait for the interval.
+        assert_eq!(records.due_in(), Some(Duration::ZERO));
+        records.flush(false).await;
+        assert_eq!(records.due_in(), None, "nothing changed since");
+        records.dispatched(0, Round::Basic);
+        records.dispatched(0, Round::Basic);
+        records.done(0, Round::Basic, 1_500);
+        records.failed(0, Round::Basic);
+        assert!(records.due_in().unwrap() > Duration::ZERO, "not before the interval");
+        records.flush(false).await;
+        assert_eq!(read(&store, "j1").await.unwrap().rounds[&Round::Basic].done, 0, "not written yet");
+        records.flush(true).await;
+        let record = read(&store, "j1").await.unwrap();
+        let basic = &record.rounds[&Round::Basic];
+        assert_eq!((basic.planned, basic.done, basic.in_flight, basic.failed, basic.busy_ms), (4, 1, 0, 1, 1_500));
+        assert_eq!(record.planned(), 10);
+        assert_eq!(record.batch, 7);
+        // Without a store nothing is due and nothing is written.
+        let mut none = Records::new(None, std::slice::from_ref(&plan));
+        none.dispatched(0, Round::Witness);
+        assert_eq!(none.due_in(), None);
+    }
+
     #[test]
     fn the_table_reads_per_round() {
         let queues = BTreeMap::from([(Round::Basic, QueueDepth { ready: 3, unacked: 1 })]);
