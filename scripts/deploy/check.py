@@ -424,6 +424,64 @@ def check_simulation(out: Path, rendered: dict[str, list[dict]], report: Report)
                   problems, f"plots {', '.join(pictures)}")
 
 
+# -- dashboards -----------------------------------------------------------------------------
+# Metric families from outside zkfleet that the dashboard may query: RabbitMQ's Prometheus plugin
+# and kube-state-metrics.
+FOREIGN_METRIC_PREFIXES = ("rabbitmq_", "kube_", "keda_")
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def declared_metrics() -> set[str]:
+    """Metric names the code declares: the string constants of every crates/*/src/metrics.rs."""
+    names: set[str] = set()
+    for path in sorted((ROOT / "crates").glob("*/src/metrics.rs")):
+        names |= set(re.findall(r'pub const \w+: &str = "(zkfleet_\w+)";', path.read_text()))
+    return names
+
+
+def check_dashboards(rendered: dict[str, list[dict]], report: Report) -> None:
+    problems: list[str] = []
+    declared = declared_metrics()
+    if not declared:
+        problems.append("no metric declared in crates/*/src/metrics.rs")
+    files = sorted((CHART / "dashboards").glob("*.json"))
+    if not files:
+        problems.append("no dashboards/*.json in the chart")
+    queried = 0
+    for path in files:
+        try:
+            dashboard = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            problems.append(f"{path.name}: not JSON: {error}")
+            continue
+        panels = list(dashboard.get("panels", []))
+        panels += [inner for p in panels for inner in p.get("panels", [])]
+        for panel in panels:
+            for target in panel.get("targets", []):
+                expr = target.get("expr", "")
+                # Strip string literals (label values, regexes) before looking for names.
+                for name in set(re.findall(r"\b[a-z_][a-z0-9_]*\b(?=\s*[{\[)])", re.sub(r'"[^"]*"', '""', expr))):
+                    if not name.startswith(("zkfleet_",) + FOREIGN_METRIC_PREFIXES):
+                        continue
+                    queried += 1
+                    family = next((name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), name)
+                    if name.startswith("zkfleet_") and name not in declared and family not in declared:
+                        problems.append(f"{path.name}: panel {panel.get('title')!r} queries {name}, "
+                                        "which no crates/*/src/metrics.rs declares")
+    maps = [d for docs in rendered.values() for d in docs
+            if d.get("kind") == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards")]
+    if not maps:
+        problems.append("no value set renders the dashboards ConfigMap (grafana.dashboards.enabled)")
+    for cm in maps:
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") != "1":
+            problems.append(f"ConfigMap {cm['metadata']['name']} lacks the grafana_dashboard label")
+        for key, body in cm.get("data", {}).items():
+            if json.loads(body) != json.loads((CHART / "dashboards" / key).read_text()):
+                problems.append(f"ConfigMap {cm['metadata']['name']}: {key} differs from the chart's file")
+    report.result("dashboards: JSON parses, every zkfleet metric queried is declared in the code", problems,
+                  f"{len(files)} dashboard(s), {queried} metric references, {len(declared)} declared metrics")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--topology", required=True, help="JSON printed by worker --print-topology")
@@ -443,6 +501,7 @@ def main() -> int:
     check_pods(rendered, report)
     check_keda(rendered, topology, report)
     check_keda_dir(rendered, report)
+    check_dashboards(rendered, report)
     check_yamllint(report)
     check_terraform(report)
     check_checkov(out, report)

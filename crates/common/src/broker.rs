@@ -135,18 +135,35 @@ pub fn header(properties: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
+/// An integer header of a message, if present and not negative.
+pub fn int_header(properties: &BasicProperties, name: &str) -> Option<u64> {
+    let value = properties.headers().as_ref()?.inner().get(name)?.clone();
+    match value {
+        AMQPValue::LongLongInt(n) => u64::try_from(n).ok(),
+        AMQPValue::LongInt(n) => u64::try_from(n).ok(),
+        AMQPValue::ShortInt(n) => u64::try_from(n).ok(),
+        AMQPValue::LongUInt(n) => Some(n as u64),
+        AMQPValue::Timestamp(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// The W3C trace context a message carries in its headers (empty when it carries none).
+pub fn trace_context(properties: &BasicProperties) -> std::collections::BTreeMap<String, String> {
+    crate::telemetry::TRACE_HEADERS
+        .iter()
+        .filter_map(|name| header(properties, name).map(|v| (name.to_string(), v)))
+        .collect()
+}
+
 /// How many times the broker has redelivered a message (quorum queues count returns).
 pub fn delivery_count(properties: &BasicProperties) -> u64 {
-    let Some(value) = properties.headers().as_ref().and_then(|h| h.inner().get("x-delivery-count").cloned()) else {
-        return 0;
-    };
-    match value {
-        AMQPValue::LongLongInt(n) => n.max(0) as u64,
-        AMQPValue::LongInt(n) => n.max(0) as u64,
-        AMQPValue::ShortInt(n) => n.max(0) as u64,
-        AMQPValue::LongUInt(n) => n as u64,
-        _ => 0,
-    }
+    int_header(properties, "x-delivery-count").unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, for publish timestamps that another machine reads.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Why a dead-lettered message died and which queue it left, from its `x-death` header.

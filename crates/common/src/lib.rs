@@ -1,10 +1,11 @@
 //! Pieces every zkfleet process shares: the task protocol, the round planner, the object store,
-//! telemetry setup, and the broker topology and connection.
+//! telemetry and metrics setup, and the broker topology and connection.
 
 pub mod backend;
 pub mod broker;
 pub mod cli;
 pub mod error;
+pub mod metrics;
 pub mod plan;
 pub mod protocol;
 pub mod store;

@@ -69,7 +69,9 @@ pub struct Task {
     pub meta: BTreeMap<String, String>,
     /// Delivery attempt, from 1.
     pub attempt: u32,
-    /// Trace context (W3C `traceparent` and friends), so one job is one trace.
+    /// Trace context (W3C `traceparent` and friends), so one job is one trace. Filled in the
+    /// leader's and the worker's process; over the broker it travels in the message headers
+    /// instead (the body goes out with it empty).
     pub trace: BTreeMap<String, String>,
 }
 

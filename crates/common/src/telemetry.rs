@@ -1,10 +1,30 @@
-//! Logging setup: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`, with the
-//! AMQP client's own logs off: the fleet logs connection loss and recovery itself, once each).
-//! Stdout is reserved for results (a proof, a batch), so nothing here writes to it.
+//! Logging and tracing setup: log lines on stderr, human-readable or one JSON object each,
+//! filtered by `RUST_LOG` (default `info`, with the AMQP client's own logs off: the fleet logs
+//! connection loss and recovery itself, once each). Stdout is reserved for results (a proof, a
+//! batch), so nothing here writes to it.
+//!
+//! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
+//! spans also go to that OTLP collector over HTTP/protobuf; otherwise no span is exported and no
+//! trace context is sent. The trace context of a job travels in W3C `traceparent`/`tracestate`
+//! pairs ([`inject`], [`set_parent`]) so one job is one trace across the leader and every worker.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How log lines look: for people at a terminal, or one JSON object per line for log pipelines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -14,12 +34,221 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lapin=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    // A second call (tests that run several entry points in one process) keeps the first setup.
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+/// The variables that turn span export on (the OpenTelemetry SDK's own names).
+pub const ENDPOINT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("tracing export to {endpoint}: {reason}")]
+pub struct TelemetryError {
+    endpoint: String,
+    reason: String,
+}
+
+/// Keeps span export running; dropping it sends the spans still buffered.
+#[must_use = "dropping the guard stops span export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported (an OTLP endpoint is configured).
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Sets up logging and, when an OTLP endpoint is configured, span export for the process named
+/// `service` (the default `service.name`; `OTEL_SERVICE_NAME` overrides it). A second call in the
+/// same process (tests that run several entry points) keeps the first setup.
+pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, TelemetryError> {
+    let endpoint = ENDPOINT_VARS.iter().find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()));
+    let provider = match endpoint {
+        Some(endpoint) => Some(otlp_provider(service).map_err(|reason| TelemetryError { endpoint, reason })?),
+        None => None,
     };
+    let tracer = provider.as_ref().map(|p| p.tracer(service));
+    let _ = Registry::default().with(log_layer(format, std::io::stderr)).with(tracer.map(span_layer)).try_init();
+    Ok(Telemetry { provider })
+}
+
+/// The log layer: text or JSON lines to `writer`, filtered by `RUST_LOG`. JSON lines carry the
+/// fields of the span they were logged in (`span`) at the top level next to the message.
+pub fn log_layer<S, W>(format: LogFormat, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lapin=off"));
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(false);
+    match format {
+        LogFormat::Text => layer.with_ansi(std::io::stderr().is_terminal()).with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed(),
+    }
+}
+
+/// The span layer: zkfleet's spans at `info` and above go to `tracer`, whatever `RUST_LOG` says
+/// about log lines. Spans only: log lines are not copied into spans as events (a span's outcome
+/// is one of its fields), which keeps a span's cost to a few attributes.
+pub fn span_layer<S>(tracer: SdkTracer) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // The hint tells tracing that nothing finer than `info` is wanted here, so `debug` and
+    // `trace` callsites can be skipped early when the log filter does not want them either.
+    let ours = filter_fn(|meta| {
+        let krate = meta.target().split("::").next().unwrap_or_default();
+        meta.is_span() && *meta.level() <= Level::INFO && ["common", "leader", "worker", "prover"].contains(&krate)
+    })
+    .with_max_level_hint(Level::INFO);
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_filter(ours)
+}
+
+fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_http_client(UreqClient::new())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service);
+    }
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build())
+}
+
+/// The OTLP exporter's HTTP client: the blocking client the project already uses for the
+/// management API. The SDK's batch processor exports from a thread of its own, so blocking there
+/// holds up no task.
+#[derive(Debug)]
+struct UreqClient(ureq::Agent);
+
+/// How long one export may take before it is dropped (the SDK logs and goes on).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl UreqClient {
+    fn new() -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(EXPORT_TIMEOUT))
+            .build();
+        Self(ureq::Agent::new_with_config(config))
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for UreqClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let response = self.0.run(Request::from_parts(parts, body.to_vec()))?;
+        let (parts, mut body) = response.into_parts();
+        let bytes = body.with_config().limit(1 << 20).read_to_vec()?;
+        Ok(Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
+
+/// The trace context of `span` as W3C header pairs; empty when spans are not recorded.
+pub fn inject(span: &tracing::Span) -> BTreeMap<String, String> {
+    struct Carrier<'a>(&'a mut BTreeMap<String, String>);
+    impl Injector for Carrier<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_string(), value);
+        }
+    }
+    let mut carrier = BTreeMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut Carrier(&mut carrier));
+    carrier
+}
+
+/// Makes `span` a child of the remote span that `carrier` names. Call it before the span is first
+/// entered; a carrier without a valid `traceparent` leaves the span a root.
+pub fn set_parent(span: &tracing::Span, carrier: &BTreeMap<String, String>) {
+    struct Carrier<'a>(&'a BTreeMap<String, String>);
+    impl Extractor for Carrier<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).map(String::as_str)
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(String::as_str).collect()
+        }
+    }
+    if carrier.is_empty() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&Carrier(carrier));
+    // Without the span layer (no export configured) there is nothing to link.
+    let _ = span.set_parent(parent);
+}
+
+/// The header names a trace context travels under, in AMQP message headers as in HTTP.
+pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt;
+
+    fn span_ids(span: &tracing::Span) -> (String, String) {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        (sc.trace_id().to_string(), sc.span_id().to_string())
+    }
+
+    #[test]
+    fn a_context_survives_inject_and_extract() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = Registry::default().with(span_layer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job");
+            let carrier = inject(&job);
+            let traceparent = &carrier["traceparent"];
+            let (trace, span) = span_ids(&job);
+            assert_eq!(traceparent, &format!("00-{trace}-{span}-01"), "W3C traceparent of the job span");
+
+            // The other side of the broker: a new span whose parent is the remote job span.
+            let task = tracing::info_span!(parent: None, "task");
+            set_parent(&task, &carrier);
+            let (task_trace, task_span) = span_ids(&task);
+            assert_eq!(task_trace, trace, "one trace");
+            assert_ne!(task_span, span);
+
+            // No carrier: a root of its own trace.
+            let lone = tracing::info_span!(parent: None, "task");
+            set_parent(&lone, &BTreeMap::new());
+            assert_ne!(span_ids(&lone).0, trace);
+        });
+    }
+
+    #[test]
+    fn spans_are_recorded_when_log_lines_are_quieter() {
+        // As with RUST_LOG=warn: log lines at warn, spans at info all the same.
+        let provider = SdkTracerProvider::builder().build();
+        let quiet = tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_filter(EnvFilter::new("warn"));
+        let subscriber = Registry::default().with(quiet).with(span_layer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("task");
+            assert!(inject(&span).contains_key("traceparent"), "the info span is recorded");
+        });
+    }
+
+    #[test]
+    fn nothing_is_injected_without_span_export() {
+        let subscriber = Registry::default().with(log_layer(LogFormat::Json, std::io::sink));
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(inject(&tracing::info_span!("job")).is_empty());
+        });
+    }
 }

@@ -37,6 +37,10 @@ pub const RESULTS_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Header naming the job of a task message (routes its dead-lettered copy to the job's leader).
 pub const JOB_HEADER: &str = "zkfleet-job";
 
+/// Header with the time a task was published, in milliseconds since the Unix epoch: a worker
+/// measures the task's queue wait from it (across machines, so clock skew counts too).
+pub const PUBLISHED_HEADER: &str = "zkfleet-published-ms";
+
 /// AMQP `type` property values: what a message on a results queue carries.
 pub const KIND_TASK: &str = "task";
 pub const KIND_RESULT: &str = "result";

@@ -2,12 +2,19 @@
 //! real path (leader publish with confirm → quorum queue → worker → result publish with confirm →
 //! leader) on the local RabbitMQ, in a virtual host of their own.
 //!
-//!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C]
+//!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C] [--telemetry]
 //!
 //! Prints one JSON line per phase: `throughput` (all tasks at once) and `latency` (one task at a
 //! time: the per-task overhead).
+//!
+//! `--telemetry` measures the fleet with its observability on, as a worker with `--metrics-addr`
+//! and an OTLP endpoint runs: the Prometheus recorder installed (`--metrics` alone), every span
+//! exported over OTLP/HTTP to a collector stand-in in this process that reads and drops each
+//! request (`--tracing` alone), log lines at `warn` (as without it, no log line is written per
+//! task).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +31,12 @@ struct Args {
     latency_tasks: usize,
     workers: usize,
     concurrency: usize,
+    metrics: bool,
+    tracing: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16 };
+    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -37,6 +46,12 @@ fn args() -> Args {
             "--latency-tasks" => a.latency_tasks = value(),
             "--workers" => a.workers = value(),
             "--concurrency" => a.concurrency = value(),
+            flag @ ("--telemetry" | "--metrics" | "--tracing") => {
+                a.metrics |= flag != "--tracing";
+                a.tracing |= flag != "--metrics";
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -81,6 +96,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// CPU time this process has used so far (user and system, all threads), from /proc (Linux).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'): utime and stime are the 12th
+    // and 13th, in clock ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// Sends `count` tasks, at most `window` outstanding, and returns (wall, per-task latencies in ms).
 async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, window: usize) -> (Duration, Vec<f64>) {
     let mut sent: HashMap<u32, Instant> = HashMap::with_capacity(count);
@@ -106,7 +131,7 @@ async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, win
     (started.elapsed(), latencies)
 }
 
-fn report(phase: &str, args: &Args, wall: Duration, mut latencies: Vec<f64>) {
+fn report(phase: &str, args: &Args, wall: Duration, cpu: Duration, mut latencies: Vec<f64>) {
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let line = serde_json::json!({
         "system": format!("zkfleet {}", env!("CARGO_PKG_VERSION")),
@@ -114,10 +139,15 @@ fn report(phase: &str, args: &Args, wall: Duration, mut latencies: Vec<f64>) {
         "tasks": latencies.len(),
         "workers": args.workers,
         "concurrency": args.concurrency,
+        "metrics": args.metrics,
+        "tracing": args.tracing,
         "tasks_per_s": (latencies.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
         "p50_ms": (percentile(&latencies, 0.5) * 1000.0).round() / 1000.0,
         "p90_ms": (percentile(&latencies, 0.9) * 1000.0).round() / 1000.0,
         "p99_ms": (percentile(&latencies, 0.99) * 1000.0).round() / 1000.0,
+        // CPU time of this process (leader, workers, collector stand-in) per task: what the
+        // fleet's own code costs, apart from the broker's.
+        "cpu_us_per_task": (cpu.as_secs_f64() * 1e6 / latencies.len() as f64).round(),
     });
     println!("{line}");
 }
@@ -129,6 +159,22 @@ fn main() {
     management("PUT", &format!("/api/permissions/{vhost}/guest"));
     let uri = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let exported = Arc::new(AtomicU64::new(0));
+    if args.metrics {
+        common::metrics::install();
+        worker::metrics::describe();
+        leader::metrics::describe();
+    }
+    let telemetry = args.tracing.then(|| {
+        let collector = runtime.block_on(collector(exported.clone()));
+        std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
+        if std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var("RUST_LOG", "warn");
+        }
+        let telemetry = common::telemetry::init(common::telemetry::LogFormat::Text, "zkfleet-bench").unwrap();
+        assert!(telemetry.exporting());
+        telemetry
+    });
     runtime.block_on(async {
         let store = Store::open("memory:").unwrap();
         let shutdown = CancellationToken::new();
@@ -154,15 +200,37 @@ fn main() {
         let mut fleet = leader::broker_fleet::start(connection, store, std::slice::from_ref(&job)).await.ok().unwrap();
         // Warm-up: connections, queues and caches settle.
         phase(&mut fleet, &job, 0, 200, 64).await;
+        let cpu = cpu_time();
         let (wall, latencies) = phase(&mut fleet, &job, 1_000, args.tasks, args.tasks).await;
-        report("throughput", &args, wall, latencies);
+        report("throughput", &args, wall, cpu_time() - cpu, latencies);
+        let cpu = cpu_time();
         let (wall, latencies) = phase(&mut fleet, &job, 1_000_000, args.latency_tasks, 1).await;
-        report("latency", &args, wall, latencies);
+        report("latency", &args, wall, cpu_time() - cpu, latencies);
         fleet.stop().await;
         shutdown.cancel();
         for w in workers {
             let _ = w.await;
         }
     });
+    if let Some(telemetry) = telemetry {
+        drop(telemetry);
+        eprintln!("telemetry: {} span export requests received", exported.load(Ordering::Relaxed));
+    }
     management("DELETE", &format!("/api/vhosts/{vhost}"));
+}
+
+/// A stand-in for an OTLP collector: takes every POST, counts it, drops the body.
+async fn collector(requests: Arc<AtomicU64>) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let requests = requests.clone();
+        async move {
+            requests.fetch_add(1, Ordering::Relaxed);
+            drop(body);
+            ""
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }

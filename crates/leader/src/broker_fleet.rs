@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use common::broker::{self, Publisher};
-use common::topology::{self, JOB_HEADER, KIND_CANCEL, KIND_RESULT, KIND_TASK, TASK_EXCHANGE};
+use common::topology::{self, JOB_HEADER, KIND_CANCEL, KIND_RESULT, KIND_TASK, PUBLISHED_HEADER, TASK_EXCHANGE};
 use common::{Store, Task, TaskResult};
 use futures_util::stream::{SelectAll, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -30,13 +30,27 @@ pub async fn connect(uri: &str) -> Result<Connection, Exit> {
     broker::connect(uri, "zkfleet-leader").await.map_err(|e| Exit::Other(e.to_string()))
 }
 
-/// How a task travels: persistent, with its id and its job in the headers.
+/// A task as it travels: the body without the trace context, and the properties; see
+/// [`task_properties`].
+pub fn task_message(task: &Task) -> (Vec<u8>, BasicProperties) {
+    let properties = task_properties(task);
+    let body = Task { trace: Default::default(), ..task.clone() };
+    (common::protocol::encode(&body), properties)
+}
+
+/// How a task travels: persistent, with its id in the properties, and in the headers its job,
+/// its publish time and its trace context (W3C `traceparent`, `tracestate`).
 pub fn task_properties(task: &Task) -> BasicProperties {
+    let mut headers = broker::headers(
+        std::iter::once((JOB_HEADER, task.job.as_str()))
+            .chain(task.trace.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
+    headers.insert(PUBLISHED_HEADER.into(), AMQPValue::LongLongInt(broker::unix_ms() as i64));
     BasicProperties::default()
         .with_type(KIND_TASK.into())
         .with_message_id(task.id().as_str().into())
         .with_content_type("application/msgpack".into())
-        .with_headers(broker::headers([(JOB_HEADER, task.job.as_str())]))
+        .with_headers(headers)
 }
 
 /// Declares the topology and the jobs' results queues, then runs the fleet's two sides in the
@@ -79,9 +93,9 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
                     let Some(task) = task else { break };
                     let publisher = publisher.clone();
                     inflight.spawn(async move {
-                        let payload = common::protocol::encode(&task);
+                        let (payload, properties) = task_message(&task);
                         let routing_key = task.round.as_str();
-                        publisher.publish(TASK_EXCHANGE, routing_key, &payload, task_properties(&task)).await
+                        publisher.publish(TASK_EXCHANGE, routing_key, &payload, properties).await
                             .map_err(|e| format!("publishing task {}: {e}", task.id()))
                     });
                 }

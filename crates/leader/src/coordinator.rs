@@ -5,9 +5,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use common::plan::Plan;
-use common::{Round, Task, TaskErrorKind, TaskOutcome, TaskResult};
+use common::{Round, Store, Task, TaskErrorKind, TaskOutcome, TaskResult};
 
 use crate::fleet::{FleetEvent, FleetHandle};
+use crate::job_status::Records;
+use crate::metrics;
 use crate::progress::Progress;
 
 /// Attempts per task before a transient failure fails the job.
@@ -35,6 +37,8 @@ pub enum JobFailure {
 
 struct Node {
     task: Task,
+    /// Index of the node's plan.
+    job: usize,
     waiting_on: usize,
     dependents: Vec<usize>,
     done: bool,
@@ -45,6 +49,9 @@ struct Node {
 /// dispatched (a resumed job whose outputs exist already). `digests` holds the SHA-256 of the
 /// artifacts known so far by store key; each task goes out with its inputs' digests, and each
 /// result adds its outputs'.
+///
+/// With `store`, each job's progress is recorded there for `leader status` (see
+/// [`crate::job_status`]).
 pub async fn run_jobs(
     fleet: &mut FleetHandle,
     plans: &[Plan],
@@ -52,14 +59,41 @@ pub async fn run_jobs(
     done: &HashSet<String>,
     digests: &mut HashMap<String, String>,
     progress: &mut Progress,
+    store: Option<&Store>,
 ) -> Result<Vec<TaskTiming>, JobFailure> {
-    // Flatten every plan into one graph.
+    let mut records = Records::new(store.cloned(), plans);
+    let outcome = run_graph(fleet, plans, after, done, digests, progress, &mut records).await;
+    records.flush(true).await;
+    outcome
+}
+
+async fn run_graph(
+    fleet: &mut FleetHandle,
+    plans: &[Plan],
+    after: &[Option<usize>],
+    done: &HashSet<String>,
+    digests: &mut HashMap<String, String>,
+    progress: &mut Progress,
+    records: &mut Records,
+) -> Result<Vec<TaskTiming>, JobFailure> {
+    // Flatten every plan into one graph. Each job is one trace: a root `job` span, whose context
+    // every task of the job carries to the worker that runs it.
     let mut nodes: Vec<Node> = Vec::new();
     let mut final_of: Vec<usize> = Vec::new();
-    for plan in plans {
+    let mut job_spans: Vec<Option<tracing::Span>> = Vec::with_capacity(plans.len());
+    let mut left_in_job: Vec<usize> = Vec::with_capacity(plans.len());
+    let mut running = metrics::JobsRunning::start(plans.len());
+    for (j, plan) in plans.iter().enumerate() {
         let base = nodes.len();
+        let first = &plan.tasks.first().expect("a plan is never empty").task;
+        let span = tracing::info_span!(parent: None, "job", job = %first.job, batch = first.batch, tasks = plan.tasks.len());
+        let trace = common::telemetry::inject(&span);
+        job_spans.push(Some(span));
+        left_in_job.push(plan.tasks.len());
         for planned in &plan.tasks {
-            nodes.push(Node { task: planned.task.clone(), waiting_on: 0, dependents: vec![], done: false });
+            let mut task = planned.task.clone();
+            task.trace = trace.clone();
+            nodes.push(Node { task, job: j, waiting_on: 0, dependents: vec![], done: false });
         }
         for (i, planned) in plan.tasks.iter().enumerate() {
             for &d in &planned.deps {
@@ -80,6 +114,8 @@ pub async fn run_jobs(
         if done.contains(&nodes[i].task.id()) {
             nodes[i].done = true;
             remaining -= 1;
+            left_in_job[nodes[i].job] -= 1;
+            records.found_done(nodes[i].job, nodes[i].task.round);
             progress.task_done(&nodes[i].task);
             for d in std::mem::take(&mut nodes[i].dependents) {
                 nodes[d].waiting_on -= 1;
@@ -99,6 +135,8 @@ pub async fn run_jobs(
             permit = fleet.tasks.reserve(), if !ready.is_empty() => {
                 let permit = permit.map_err(|_| JobFailure::Failed("the fleet stopped".into()))?;
                 let i = ready.pop_front().expect("guarded by the branch condition");
+                metrics::task_dispatched(nodes[i].task.round);
+                records.dispatched(nodes[i].job, nodes[i].task.round);
                 let mut task = nodes[i].task.clone();
                 task.input_digests = task.inputs.iter().map(|k| digests.get(k).cloned()).collect();
                 permit.send(task);
@@ -136,6 +174,18 @@ pub async fn run_jobs(
                         nodes[i].done = true;
                         remaining -= 1;
                         progress.task_done(&nodes[i].task);
+                        let task = &nodes[i].task;
+                        if task.round == Round::Basic {
+                            metrics::transactions_proved(task.tx_range.1 - task.tx_range.0);
+                        }
+                        let j = nodes[i].job;
+                        records.done(j, task.round, result.duration_ms);
+                        left_in_job[j] -= 1;
+                        if left_in_job[j] == 0 {
+                            // Closing the span ends the job's trace at its last task.
+                            job_spans[j] = None;
+                            running.succeeded();
+                        }
                         timings.push(TaskTiming {
                             job: result.job,
                             round: result.round,
@@ -151,19 +201,23 @@ pub async fn run_jobs(
                             }
                         }
                     }
-                    TaskOutcome::Failed(e) => match e.kind {
-                        TaskErrorKind::Transient if nodes[i].task.attempt < MAX_ATTEMPTS => {
-                            nodes[i].task.attempt += 1;
-                            tracing::warn!(task = %id, attempt = nodes[i].task.attempt, error = %e, "retrying task");
-                            ready.push_back(i);
+                    TaskOutcome::Failed(e) => {
+                        records.failed(nodes[i].job, nodes[i].task.round);
+                        match e.kind {
+                            TaskErrorKind::Transient if nodes[i].task.attempt < MAX_ATTEMPTS => {
+                                nodes[i].task.attempt += 1;
+                                tracing::warn!(task = %id, attempt = nodes[i].task.attempt, error = %e, "retrying task");
+                                ready.push_back(i);
+                            }
+                            TaskErrorKind::InvalidInput => return Err(JobFailure::InvalidInput(e.message)),
+                            _ => return Err(JobFailure::Failed(format!("task {id} failed: {}", e.message))),
                         }
-                        TaskErrorKind::InvalidInput => return Err(JobFailure::InvalidInput(e.message)),
-                        _ => return Err(JobFailure::Failed(format!("task {id} failed: {}", e.message))),
-                    },
+                    }
                 }
             }
-            _ = tokio::time::sleep(tick.saturating_sub(last_line.elapsed())) => {}
+            _ = tokio::time::sleep(tick.saturating_sub(last_line.elapsed()).min(records.due_in().unwrap_or(tick))) => {}
         }
+        records.flush(false).await;
         if last_line.elapsed() >= tick {
             progress.heartbeat();
             last_line = Instant::now();

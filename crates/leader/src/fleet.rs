@@ -63,7 +63,7 @@ pub fn start_embedded(workers: usize, store: Store, backend: Arc<dyn ProvingBack
                         None => break,
                     },
                 };
-                let result = worker::execute_task(&task, &store, backend.clone(), &name).await;
+                let result = worker::execute_task(&task, &store, backend.clone(), &name, worker::metrics::EMBEDDED_POOL).await;
                 if result_tx.send(FleetEvent::Result(result)).await.is_err() {
                     break;
                 }

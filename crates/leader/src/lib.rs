@@ -5,13 +5,16 @@
 pub mod broker_fleet;
 pub mod coordinator;
 pub mod fleet;
+pub mod job_status;
 pub mod journal;
+pub mod metrics;
 pub mod ops;
 pub mod progress;
 pub mod prove;
 pub mod synth;
 pub mod verify;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -132,6 +135,9 @@ pub struct ResumeArgs {
     /// Keep the jobs' intermediate artifacts in the store after success.
     #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
     pub keep_artifacts: bool,
+    /// Serve Prometheus metrics on /metrics at this address while the jobs run, e.g. 0.0.0.0:9091.
+    #[arg(long, env = "ZKFLEET_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +225,9 @@ pub struct ProveArgs {
     /// Write per-task timings, wall time and peak memory as JSON to this file.
     #[arg(long, env = "ZKFLEET_STATS")]
     pub stats: Option<PathBuf>,
+    /// Serve Prometheus metrics on /metrics at this address while the jobs run, e.g. 0.0.0.0:9091.
+    #[arg(long, env = "ZKFLEET_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub params: ParamsArgs,
 }
@@ -275,6 +284,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             if a.workers == 0 {
                 return Err(Exit::Usage("--workers must be at least 1".into()));
             }
+            let _metrics = serve_metrics(a.metrics_addr).await?;
             prove::prove(prove::ProveOptions {
                 input: a.input,
                 output: a.output,
@@ -293,6 +303,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Resume(a) => {
+            let _metrics = serve_metrics(a.metrics_addr).await?;
             ops::resume(ops::ResumeOptions {
                 store: a.fleet.store().await?,
                 uri: a.fleet.amqp_uri,
@@ -314,4 +325,24 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             ops::dead(&a.fleet.amqp_uri, &a.fleet.store().await?, action).await
         }
     }
+}
+
+/// Stops the leader's `/metrics` endpoint when the command ends.
+struct MetricsServer(tokio_util::sync::CancellationToken);
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Serves `/metrics` while a command runs, when an address is given.
+async fn serve_metrics(addr: Option<SocketAddr>) -> Result<Option<MetricsServer>, Exit> {
+    let Some(addr) = addr else { return Ok(None) };
+    let token = tokio_util::sync::CancellationToken::new();
+    worker::http::serve_metrics(addr, token.clone())
+        .await
+        .map_err(|e| Exit::Usage(format!("--metrics-addr {addr}: {e}")))?;
+    metrics::describe();
+    Ok(Some(MetricsServer(token)))
 }

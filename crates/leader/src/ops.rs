@@ -16,6 +16,7 @@ use serde::Deserialize;
 use worker::daemon::cancel_marker;
 
 use crate::broker_fleet;
+use crate::job_status;
 use crate::journal::{self, Journal};
 use crate::prove::{drive, finish, DriveOptions};
 use crate::Exit;
@@ -168,13 +169,15 @@ pub async fn dead(uri: &str, store: &Store, action: DeadAction) -> Result<(), Ex
         let (reason, queue) =
             broker::death(&delivery.properties).map_or_else(|| ("unknown".into(), "?".into()), |d| (d.reason, d.queue));
         match common::protocol::decode::<Task>(&delivery.data) {
-            Ok(task) => {
+            Ok(mut task) => {
+                // A requeued task stays in its job's trace.
+                task.trace = broker::trace_context(&delivery.properties);
                 let last = broker_fleet::last_error(store, &task).await.unwrap_or_else(|| "-".into());
                 out.push_str(&format!("{}\treason={reason}\tqueue={queue}\tlast_error={last}\n", task.id()));
                 if action == DeadAction::Requeue {
-                    let payload = common::protocol::encode(&task);
+                    let (payload, properties) = broker_fleet::task_message(&task);
                     publisher
-                        .publish(TASK_EXCHANGE, task.round.as_str(), &payload, broker_fleet::task_properties(&task))
+                        .publish(TASK_EXCHANGE, task.round.as_str(), &payload, properties)
                         .await
                         .map_err(broker_err)?;
                     delivery.ack(BasicAckOptions::default()).await.map_err(broker_err)?;
@@ -297,18 +300,36 @@ pub async fn status(uri: &str, management_url: Option<&str>, store: &Store) -> R
         out.push_str(&format!(" {:>9}", round.as_str()));
     }
     out.push('\n');
+    let depths: BTreeMap<Round, job_status::QueueDepth> = Round::ALL
+        .into_iter()
+        .filter_map(|round| {
+            let q = by_name.get(topology::task_queue(round).as_str())?;
+            Some((round, job_status::QueueDepth { ready: q.messages_ready, unacked: q.messages_unacknowledged }))
+        })
+        .collect();
+    let mut details = String::new();
     for job in jobs {
         let line = match journal::read(store, job).await {
-            Ok(j) => job_line(store, &j).await?,
+            Ok(j) => {
+                let (line, state) = job_line(store, &j).await?;
+                // The per-round view needs the record the job's leader keeps.
+                if let Some(record) = job_status::read(store, job).await {
+                    details.push('\n');
+                    details.push_str(&job_status::render(&record, state, broker::unix_ms(), &depths));
+                }
+                line
+            }
             Err(_) => format!("{job:<20} {:>6} {:<10}\n", "?", "unknown"),
         };
         out.push_str(&line);
     }
+    out.push_str(&details);
     print!("{out}");
     Ok(())
 }
 
-async fn job_line(store: &Store, j: &Journal) -> Result<String, Exit> {
+/// A job's summary line (done per round, from the store), and its state.
+async fn job_line(store: &Store, j: &Journal) -> Result<(String, &'static str), Exit> {
     let planned = plan(&j.shape).map_err(|e| Exit::Other(format!("job {}: {e}", j.job)))?;
     let mut per_round: BTreeMap<Round, (usize, usize)> = BTreeMap::new();
     let mut done_all = 0;
@@ -339,5 +360,5 @@ async fn job_line(store: &Store, j: &Journal) -> Result<String, Exit> {
         line.push_str(&format!(" {:>9}", format!("{d}/{n}")));
     }
     line.push('\n');
-    Ok(line)
+    Ok((line, state))
 }

@@ -312,7 +312,7 @@ pub async fn drive(
         None => Ended::Embedded(exit),
     };
     let outcome = tokio::select! {
-        outcome = run_jobs(&mut fleet, &plans, &after, done, &mut digests, &mut progress) => outcome,
+        outcome = run_jobs(&mut fleet, &plans, &after, done, &mut digests, &mut progress, uri.as_ref().map(|_| store)) => outcome,
         _ = tokio::signal::ctrl_c() => {
             progress.finish();
             fleet.stop().await;

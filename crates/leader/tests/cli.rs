@@ -299,3 +299,28 @@ fn synth_is_deterministic_and_proves_under_its_depth() {
     assert_eq!(b["transactions"].as_array().unwrap().len(), 40);
     assert_eq!(b["version"], 1);
 }
+
+#[test]
+fn observability_settings_that_cannot_work_fail_at_start() {
+    let env = Env::new();
+    // A metrics port that is taken: one line and 64, before any input is read.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = env.leader(&["prove", "--metrics-addr", &addr], None);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("--metrics-addr {addr}")), "{}", stderr(&out));
+    // An OTLP endpoint that is not a URL: one line and 64, for the leader and the worker.
+    for bin in [env!("CARGO_BIN_EXE_leader"), Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker").to_str().unwrap()] {
+        let out = Command::new(bin)
+            .args(if bin.ends_with("worker") { &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f"][..] } else { &["verify", "--proof", "x"][..] })
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")
+            .env("ZKFLEET_STORE", env.store())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{bin}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("error: tracing export to not a url:"), "{text}");
+    }
+}

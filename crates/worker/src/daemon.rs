@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::broker::{self, BrokerError, Publisher};
-use common::topology::{self, Pool, CONTROL_EXCHANGE, KIND_CANCEL, KIND_RESULT};
+use common::topology::{self, Pool, CONTROL_EXCHANGE, KIND_CANCEL, KIND_RESULT, PUBLISHED_HEADER};
 use common::{ProvingBackend, Round, Store, Task, TaskErrorKind, TaskOutcome};
 use futures_util::stream::{SelectAll, StreamExt};
 use lapin::message::Delivery;
@@ -75,6 +75,8 @@ pub enum WorkerError {
 /// What every task handler shares.
 struct Shared {
     store: Store,
+    /// The `pool` metrics label.
+    pool: &'static str,
     backend: Arc<dyn ProvingBackend>,
     name: String,
     publisher: Publisher,
@@ -96,6 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let (cancels, _) = broadcast::channel(64);
     let shared = Arc::new(Shared {
         store: config.store.clone(),
+        pool: config.pool.as_str(),
         backend: config.backend.clone(),
         name: config.name.clone(),
         publisher,
@@ -280,7 +283,7 @@ async fn is_cancelled(shared: &Shared, job: &str) -> bool {
 }
 
 async fn handle(delivery: Delivery, shared: Arc<Shared>) {
-    let task: Task = match common::protocol::decode(&delivery.data) {
+    let mut task: Task = match common::protocol::decode(&delivery.data) {
         Ok(task) => task,
         Err(e) => {
             // Nothing can make this message readable: dead-letter it for an operator to see.
@@ -289,6 +292,15 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
             return;
         }
     };
+    if let Some(published) = broker::int_header(&delivery.properties, PUBLISHED_HEADER) {
+        let wait_ms = broker::unix_ms().saturating_sub(published);
+        crate::metrics::queue_wait(task.round, Duration::from_millis(wait_ms));
+    }
+    // Over the broker the trace context travels in the message headers, not in the body.
+    let trace = broker::trace_context(&delivery.properties);
+    if !trace.is_empty() {
+        task.trace = trace;
+    }
     if is_cancelled(&shared, &task.job).await {
         info!(task = %task.id(), "dropping a task of a cancelled job");
         ack(&delivery).await;
@@ -306,8 +318,9 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
         }
     };
     let result = tokio::select! {
-        result = crate::execute_task(&task, &shared.store, shared.backend.clone(), &shared.name) => result,
+        result = crate::execute_task(&task, &shared.store, shared.backend.clone(), &shared.name, shared.pool) => result,
         _ = cancelled => {
+            crate::metrics::task_finished(task.round, shared.pool, crate::metrics::Outcome::Cancelled, Duration::ZERO);
             // The proof thread runs out on its own; nothing of it is reported.
             info!(task = %task.id(), "job cancelled while its task was in hand: dropping it");
             ack(&delivery).await;

@@ -6,13 +6,14 @@
 pub mod cli;
 pub mod daemon;
 pub mod http;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::store::{digest, StoreError};
-use common::{ProvingBackend, Store, Task, TaskError, TaskOutcome, TaskResult};
-use tracing::{info, info_span, warn, Instrument};
+use common::{ProvingBackend, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
+use tracing::{info, info_span, warn};
 
 fn store_error(e: StoreError) -> TaskError {
     match e {
@@ -27,11 +28,16 @@ fn store_error(e: StoreError) -> TaskError {
 
 /// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
 /// whose kind tells the caller whether to retry.
+///
+/// The task runs in one `task` span with the task's ids as fields; the span is a child of the
+/// trace context the task carries (the leader's job span), so one job is one trace. `pool` is
+/// the metrics label of the fleet that runs it (`cpu`, `gpu`, or `embedded`).
 pub async fn execute_task(
     task: &Task,
     store: &Store,
     backend: Arc<dyn ProvingBackend>,
     worker: &str,
+    pool: &'static str,
 ) -> TaskResult {
     let span = info_span!(
         "task",
@@ -42,18 +48,32 @@ pub async fn execute_task(
         index = task.index,
         tx_range = ?task.tx_range,
         attempt = task.attempt,
+        outcome = tracing::field::Empty,
     );
+    common::telemetry::set_parent(&span, &task.trace);
+    let in_flight = metrics::task_started(task.round, pool);
     let started = Instant::now();
     span.in_scope(|| info!("task started"));
-    let outcome = match run(task, store, backend).instrument(span.clone()).await {
+    // The span is entered only to log in it: `run` logs nothing, and entering it at every poll
+    // would cost each task a few span switches for no line.
+    let outcome = match run(task, store, backend).await {
         Ok((reused, digests)) => TaskOutcome::Done { reused, digests },
         Err(e) => TaskOutcome::Failed(e),
     };
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    drop(in_flight);
+    let duration_ms = elapsed.as_millis() as u64;
+    let counted = match &outcome {
+        TaskOutcome::Done { .. } => metrics::Outcome::Succeeded,
+        TaskOutcome::Failed(e) if e.kind == TaskErrorKind::Transient => metrics::Outcome::Retried,
+        TaskOutcome::Failed(_) => metrics::Outcome::Failed,
+    };
+    span.record("outcome", counted.as_str());
     span.in_scope(|| match &outcome {
         TaskOutcome::Done { reused, .. } => info!(duration_ms, reused, "task done"),
         TaskOutcome::Failed(e) => warn!(duration_ms, kind = ?e.kind, error = %e, "task failed"),
     });
+    metrics::task_finished(task.round, pool, counted, elapsed);
     TaskResult {
         job: task.job.clone(),
         round: task.round,

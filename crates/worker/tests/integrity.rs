@@ -28,7 +28,7 @@ fn task(input_digest: Option<String>) -> Task {
 }
 
 async fn run(store: &Store, task: &Task) -> TaskOutcome {
-    worker::execute_task(task, store, Arc::new(NoopBackend), "w").await.outcome
+    worker::execute_task(task, store, Arc::new(NoopBackend), "w", "cpu").await.outcome
 }
 
 fn integrity_failure(outcome: &TaskOutcome) -> bool {

@@ -145,11 +145,12 @@ impl Store {
     /// Reads `key`. The S3 backend checks the digest recorded in the object's metadata.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         check_key(key)?;
-        match self {
+        let timer = crate::metrics::StoreTimer::start();
+        timer.read(match self {
             Store::Local(s) => s.get(key).await,
             Store::S3(s) => s.get(key).await,
             Store::Memory(s) => s.get(key),
-        }
+        })
     }
 
     /// Reads `key` and checks it against the digest its reference recorded, when there is one.
@@ -164,11 +165,12 @@ impl Store {
     /// Writes `bytes` under `key` unless the key exists; returns whether this call wrote it.
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
         check_key(key)?;
-        match self {
+        let timer = crate::metrics::StoreTimer::start();
+        timer.write(bytes.len(), match self {
             Store::Local(s) => s.put(key, bytes).await,
             Store::S3(s) => s.put(key, bytes, true).await,
             Store::Memory(s) => Ok(s.put(key, bytes)),
-        }
+        })
     }
 
     /// Writes `bytes` under `key`, replacing what is there. Only for small records that change

@@ -5,12 +5,18 @@ use leader::{run, Cli};
 
 fn main() {
     let cli: Cli = common::cli::parse_or_exit();
-    common::telemetry::init(cli.log_format);
+    let telemetry = common::telemetry::init(cli.log_format, "zkfleet-leader").unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(64);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the async runtime starts");
-    if let Err(exit) = runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Sends the spans still buffered before the process ends.
+    drop(telemetry);
+    if let Err(exit) = result {
         eprintln!("error: {}", exit.message());
         std::process::exit(exit.code());
     }

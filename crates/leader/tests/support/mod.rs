@@ -269,3 +269,70 @@ pub fn job_ids(line: &str) -> Vec<String> {
     let rest = line.split("jobs=").nth(1).expect("a jobs= field");
     rest.split_whitespace().next().unwrap().split(',').map(String::from).collect()
 }
+
+/// The plan of a job of `txs` transactions in chunks of 4, aggregated two by two over two levels:
+/// every round has at least one task (16 transactions: 1 witness, 4 basic, 3 aggregate, 1 final,
+/// 1 compress). Its input is stored, so a worker with the no-op backend can run every task.
+pub async fn noop_job(store: &common::Store, job: &str, txs: u64) -> common::plan::Plan {
+    let shape = common::plan::JobShape {
+        job: job.into(),
+        batch: 7,
+        tx_count: txs,
+        chunk_size: 4,
+        arity: 2,
+        levels: 2,
+        input_key: format!("jobs/{job}/input/0-0"),
+        previous_final_key: None,
+        params: vec![],
+        meta: Default::default(),
+    };
+    store.put(&shape.input_key, b"{}").await.unwrap();
+    let plan = common::plan::plan(&shape).unwrap();
+    // The journal `leader status` reads, as `leader prove` writes it when it stages a job.
+    let expected = prover::proof_file::PublicValues {
+        chain_id: 1,
+        batch_number: shape.batch,
+        pre_state_root: String::new(),
+        post_state_root: String::new(),
+        tx_commitment: String::new(),
+        tx_count: txs,
+        previous_verified: false,
+    };
+    let journal = leader::journal::Journal {
+        format: leader::journal::FORMAT.into(),
+        job: job.into(),
+        shape,
+        after: None,
+        expected,
+        staged: Default::default(),
+    };
+    leader::journal::write(store, &journal).await.unwrap();
+    plan
+}
+
+/// Drives one planned job through the broker fleet at `uri`, as `leader prove` does after it
+/// staged the job, and returns when its last task is done (at most `timeout`).
+pub async fn drive(uri: &str, store: &common::Store, plan: &common::plan::Plan, timeout: Duration) {
+    let job = plan.tasks[0].task.job.clone();
+    let connection = leader::broker_fleet::connect(uri).await.unwrap();
+    let mut fleet = leader::broker_fleet::start(connection, store.clone(), std::slice::from_ref(&job)).await.unwrap();
+    let mut progress = leader::progress::Progress::new(&[(job, 7, plan.tasks[0].task.tx_range.1)]);
+    let none_done = std::collections::HashSet::new();
+    let mut digests = std::collections::HashMap::new();
+    let run = leader::coordinator::run_jobs(
+        &mut fleet,
+        std::slice::from_ref(plan),
+        &[None],
+        &none_done,
+        &mut digests,
+        &mut progress,
+        Some(store),
+    );
+    tokio::time::timeout(timeout, run).await.expect("the job finishes in time").expect("the job succeeds");
+    fleet.stop().await;
+}
+
+/// Runs an HTTP GET and returns the body.
+pub fn http_get(url: &str) -> String {
+    ureq::get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}")).body_mut().read_to_string().unwrap()
+}

@@ -17,7 +17,10 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());
     });
-    common::telemetry::init(log_format);
+    let telemetry = common::telemetry::init(log_format, "zkfleet-worker").unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(64);
+    });
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
@@ -34,6 +37,8 @@ fn main() {
     });
     // Proof threads still running after the grace period end with the process.
     runtime.shutdown_background();
+    // Sends the spans still buffered before the process ends.
+    drop(telemetry);
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -1,0 +1,163 @@
+//! What one task span costs with span export on. Same fields as a worker's `task` span, the same
+//! two log lines in it (filtered out, as at `RUST_LOG=warn`). Three setups, one after the other:
+//!
+//! - `off`: logs only (no OTLP endpoint): the span is not recorded;
+//! - `layer`: the span layer and the SDK up to the batch processor's queue, with an exporter that
+//!   drops every batch: what the thread that runs the task pays (CPU of that thread);
+//! - `otlp`: the real setup (`telemetry::init` with `OTEL_EXPORTER_OTLP_ENDPOINT`) exporting over
+//!   OTLP/HTTP to a collector stand-in on a thread of this process that answers 200: what the
+//!   process pays in all, protobuf encoding and the HTTP posts included (CPU of the process).
+//!
+//!   cargo bench -p common --bench spans -- [--spans N]
+//!
+//! Prints one JSON line, microseconds per span.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing::{info, info_span};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Counts the spans it is given and drops them.
+#[derive(Debug, Default)]
+struct Discard(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// CPU time of the calling thread so far (Linux, clock ticks of 1/100 s).
+fn thread_cpu() -> Duration {
+    cpu("/proc/thread-self/stat")
+}
+
+/// CPU time of this process so far, every thread.
+fn process_cpu() -> Duration {
+    cpu("/proc/self/stat")
+}
+
+/// A stand-in for an OTLP collector: answers every HTTP request with 200 and drops its body.
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn collector() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn cpu(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn task_spans(n: u64) -> (Duration, Duration) {
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    for i in 0..n {
+        // The worker's target: the span layer takes zkfleet's own spans only.
+        let span = info_span!(
+            target: "worker",
+            "task",
+            job = %"b7-3f2a91c0",
+            batch = 7u64,
+            round = %"basic",
+            level = 0u32,
+            index = i,
+            tx_range = ?(i * 40, i * 40 + 40),
+            attempt = 1u32,
+            outcome = tracing::field::Empty,
+        );
+        common::telemetry::set_parent(&span, &Default::default());
+        span.in_scope(|| info!(target: "worker", "task started"));
+        span.record("outcome", "succeeded");
+        span.in_scope(|| info!(target: "worker", duration_ms = 1u64, reused = false, "task done"));
+    }
+    (thread_cpu() - cpu, wall.elapsed())
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let n: u64 = argv.iter().position(|a| a == "--spans").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(200_000);
+    let per = |d: Duration| (d.as_secs_f64() * 1e6 / n as f64 * 100.0).round() / 100.0;
+
+    // Logs only, at warn (a worker without an OTLP endpoint, RUST_LOG=warn).
+    std::env::set_var("RUST_LOG", "warn");
+    let logs = tracing_subscriber::registry().with(common::telemetry::log_layer(
+        common::telemetry::LogFormat::Json,
+        std::io::sink,
+    ));
+    let (off_cpu, off_wall) = tracing::subscriber::with_default(logs, || task_spans(n));
+
+    let exported = Discard::default();
+    let count = exported.0.clone();
+    let provider = SdkTracerProvider::builder().with_batch_exporter(exported).build();
+    let traced = tracing_subscriber::registry()
+        .with(common::telemetry::log_layer(common::telemetry::LogFormat::Json, std::io::sink))
+        .with(common::telemetry::span_layer(provider.tracer("bench")));
+    let (on_cpu, on_wall) = tracing::subscriber::with_default(traced, || task_spans(n));
+    let _ = provider.shutdown();
+    let exported = count.load(std::sync::atomic::Ordering::Relaxed);
+
+    // The real setup, exporting over OTLP/HTTP; shutting it down sends what is buffered.
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", collector()));
+    let telemetry = common::telemetry::init(common::telemetry::LogFormat::Json, "bench").unwrap();
+    let before = process_cpu();
+    let wall = Instant::now();
+    task_spans(n);
+    drop(telemetry);
+    let (otlp_cpu, otlp_wall) = (process_cpu() - before, wall.elapsed());
+
+    let line = serde_json::json!({
+        "spans": n,
+        "exported": exported,
+        "off_thread_cpu_us": per(off_cpu),
+        "layer_thread_cpu_us": per(on_cpu),
+        "otlp_process_cpu_us": per(otlp_cpu),
+        "off_wall_us": per(off_wall),
+        "layer_wall_us": per(on_wall),
+        "otlp_wall_us": per(otlp_wall),
+        // Export requests of at most 512 spans each: fewer than spans / 512 means the batch
+        // processor dropped spans (its queue holds 2048).
+        "otlp_requests": REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    println!("{line}");
+}
