@@ -41,48 +41,6 @@ fn process_cpu() -> Duration {
     cpu("/proc/self/stat")
 }
 
-/// A stand-in for an OTLP collector: answers every HTTP request with 200 and drops its body.
-static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn collector() -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':') {
-                            if name.eq_ignore_ascii_case("content-length") {
-                                length = value.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn cpu(path: &str) -> Duration {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
@@ -138,7 +96,8 @@ fn main() {
     let exported = count.load(std::sync::atomic::Ordering::Relaxed);
 
     // The real setup, exporting over OTLP/HTTP; shutting it down sends what is buffered.
-    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", collector()));
+    let (collector, requests) = common::testing::otlp_collector();
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
     let telemetry = common::telemetry::init(common::telemetry::LogFormat::Json, "bench").unwrap();
     let before = process_cpu();
     let wall = Instant::now();
@@ -157,7 +116,7 @@ fn main() {
         "otlp_wall_us": per(otlp_wall),
         // Export requests of at most 512 spans each: fewer than spans / 512 means the batch
         // processor dropped spans (its queue holds 2048).
-        "otlp_requests": REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
+        "otlp_requests": requests.try_iter().count(),
     });
     println!("{line}");
 }

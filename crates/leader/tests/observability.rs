@@ -69,51 +69,10 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     found[0]
 }
 
-/// A stand-in for an OTLP collector: records every HTTP request (request line, headers, body)
-/// and answers 200.
-fn collector() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let (mut head, mut line, mut length) = (String::new(), String::new(), 0usize);
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':') {
-                            if name.eq_ignore_ascii_case("content-length") {
-                                length = value.trim().parse().unwrap();
-                            }
-                        }
-                        head.push_str(&line);
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    let _ = tx.send((head, body));
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[test]
 fn a_job_shows_in_metrics_logs_and_status() {
     let fleet = Fleet::new();
-    let (otlp, requests) = collector();
+    let (otlp, requests) = common::testing::otlp_collector();
     let mut cmd = std::process::Command::new(support::worker_bin());
     cmd.args(["--name", "w1", "--backend", "noop", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
         .env("ZKFLEET_STORE", fleet.store())

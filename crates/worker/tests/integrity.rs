@@ -35,19 +35,24 @@ fn integrity_failure(outcome: &TaskOutcome) -> bool {
     matches!(outcome, TaskOutcome::Failed(e) if e.kind == TaskErrorKind::Permanent && e.message.contains("integrity"))
 }
 
-#[tokio::test]
-async fn a_corrupted_input_fails_the_task_with_an_integrity_error() {
+/// A store on a fresh server holding the task's input; returns the input's digest as recorded.
+async fn with_input(witness: &[u8]) -> (S3Server, Store, String) {
     let server = S3Server::start();
     let bucket = server.bucket("fleet");
     let store = server.store(&bucket, "").await;
+    store.put("jobs/j/witness/0-0", witness).await.unwrap();
+    (server, store, digest(witness))
+}
+
+#[tokio::test]
+async fn a_corrupted_input_fails_the_task_with_an_integrity_error() {
     let witness = b"chunk witness bytes".to_vec();
-    store.put("jobs/j/witness/0-0", &witness).await.unwrap();
-    let recorded = digest(&witness);
+    let (server, store, recorded) = with_input(&witness).await;
 
     // Bytes changed in the bucket behind the store's back.
     let mut rotten = witness.clone();
     rotten[0] ^= 1;
-    std::fs::write(server.object_path(&bucket, "jobs/j/witness/0-0"), &rotten).unwrap();
+    std::fs::write(server.object_path("fleet", "jobs/j/witness/0-0"), &rotten).unwrap();
     for reference in [Some(recorded.clone()), None] {
         let outcome = run(&store, &task(reference.clone())).await;
         assert!(integrity_failure(&outcome), "with reference {reference:?}: {outcome:?}");
@@ -57,12 +62,7 @@ async fn a_corrupted_input_fails_the_task_with_an_integrity_error() {
 
 #[tokio::test]
 async fn a_substituted_input_fails_against_the_recorded_digest() {
-    let server = S3Server::start();
-    let bucket = server.bucket("fleet");
-    let store = server.store(&bucket, "").await;
-    let witness = b"chunk witness bytes".to_vec();
-    store.put("jobs/j/witness/0-0", &witness).await.unwrap();
-    let recorded = digest(&witness);
+    let (_server, store, recorded) = with_input(b"chunk witness bytes").await;
     // A whole, self-consistent object that is not the one the task was planned over.
     store.replace("jobs/j/witness/0-0", b"another witness").await.unwrap();
     let outcome = run(&store, &task(Some(recorded))).await;
