@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use common::store::{StoreArgs, StoreError};
+use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
 use prover::Params;
 
 /// How a command ends, and the exit code that tells a script.
@@ -93,6 +93,18 @@ impl FleetArgs {
     async fn store(&self) -> Result<common::Store, Exit> {
         open_store(&self.store).await
     }
+}
+
+/// Opens the circuit cache the flags name, failing like [`open_store`].
+pub async fn open_circuit_cache(
+    args: &CircuitCacheArgs,
+    store_args: &StoreArgs,
+    store: &common::Store,
+) -> Result<Option<common::Store>, Exit> {
+    args.open(store_args, store).await.map_err(|e| match e {
+        StoreError::BadUrl { .. } => Exit::Usage(format!("--circuit-cache: {e}")),
+        _ => Exit::Other(format!("circuit cache: {e}")),
+    })
 }
 
 /// Opens the store the flags name: a malformed URL is a usage error (64); a store that cannot be
@@ -219,6 +231,8 @@ pub struct ProveArgs {
     pub amqp_uri: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub circuit_cache: CircuitCacheArgs,
     /// Keep the job's intermediate artifacts in the store after success.
     #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
     pub keep_artifacts: bool,
@@ -240,6 +254,11 @@ pub struct VerifyArgs {
     /// Proof file of the batch before; checks that the proof continues it.
     #[arg(long, env = "ZKFLEET_PREVIOUS_PROOF")]
     pub previous_proof: Option<PathBuf>,
+    /// The store whose circuit cache holds the circuits (see --circuit-cache).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub circuit_cache: CircuitCacheArgs,
 }
 
 fn default_workers() -> usize {
@@ -291,6 +310,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 previous_proof: a.previous_proof,
                 workers: a.workers,
                 store: a.store,
+                circuit_cache: a.circuit_cache,
                 params: a.params.params(),
                 keep_artifacts: a.keep_artifacts,
                 stats: a.stats,
@@ -298,7 +318,17 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             })
             .await
         }
-        Command::Verify(a) => verify::verify(&a.proof, a.previous_proof.as_deref()),
+        Command::Verify(a) => {
+            // The store is only where the circuits may be cached: with the cache off it is not opened.
+            let cache = match a.circuit_cache.circuit_cache.as_deref() {
+                Some("off") => None,
+                _ => open_circuit_cache(&a.circuit_cache, &a.store, &open_store(&a.store).await?).await?,
+            };
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || verify::verify(&a.proof, a.previous_proof.as_deref(), cache, handle))
+                .await
+                .expect("verification does not panic")
+        }
         Command::Status(a) => ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store().await?).await,
         Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,

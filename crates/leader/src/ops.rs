@@ -124,7 +124,8 @@ pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
         }
     }
     tracing::info!(jobs = %opts.jobs.join(" "), tasks_done = done.len(), "resuming");
-    let drive_opts = DriveOptions { workers: 0, stats: opts.stats.clone(), keep_artifacts: opts.keep_artifacts };
+    let drive_opts =
+        DriveOptions { workers: 0, stats: opts.stats.clone(), keep_artifacts: opts.keep_artifacts, circuit_cache: None };
     let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;
     let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
     finish(outcome, &drive_opts, &opts.store, &jobs, opts.output.as_deref()).await

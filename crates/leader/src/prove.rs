@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::plan::{plan, JobShape, Plan};
-use common::store::{digest, StoreArgs};
+use common::store::{digest, CircuitCacheArgs, StoreArgs};
 use common::Store;
 use prover::batch::parse_batches;
 use prover::execute::{execute, ExecutedBatch};
 use prover::fleet::{encode_params, ReferenceBackend, META_BATCH_NUMBER, META_CHAIN_ID};
 use prover::proof_file::{hash_hex, ProofFile, PublicValues};
-use prover::Params;
+use prover::{CircuitCache, Params, StoreCache};
 use serde::Serialize;
 
 use crate::coordinator::{run_jobs, JobFailure, TaskTiming};
@@ -31,6 +31,7 @@ pub struct ProveOptions {
     pub previous_proof: Option<PathBuf>,
     pub workers: usize,
     pub store: StoreArgs,
+    pub circuit_cache: CircuitCacheArgs,
     pub params: Params,
     pub keep_artifacts: bool,
     pub stats: Option<PathBuf>,
@@ -128,6 +129,11 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
     }
 
     let store = crate::open_store(&opts.store).await?;
+    // Only the embedded fleet proves in this process, so only it needs the circuits.
+    let circuit_cache = match &opts.amqp_uri {
+        None => crate::open_circuit_cache(&opts.circuit_cache, &opts.store, &store).await?,
+        Some(_) => None,
+    };
     // Reach the broker before storing anything: an unreachable fleet leaves nothing behind.
     let connection = match &opts.amqp_uri {
         Some(uri) => Some((crate::broker_fleet::connect(uri).await?, uri.clone())),
@@ -144,7 +150,12 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
     if connection.is_some() {
         tracing::info!(jobs = %jobs.join(","), "jobs staged; if this leader stops, `leader resume` with these job ids finishes them");
     }
-    let drive_opts = DriveOptions { workers: opts.workers, stats: opts.stats.clone(), keep_artifacts: opts.keep_artifacts };
+    let drive_opts = DriveOptions {
+        workers: opts.workers,
+        stats: opts.stats.clone(),
+        keep_artifacts: opts.keep_artifacts,
+        circuit_cache,
+    };
     finish(drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await, &drive_opts, &store, &jobs, opts.output.as_deref()).await
 }
 
@@ -257,6 +268,8 @@ pub struct DriveOptions {
     pub workers: usize,
     pub stats: Option<PathBuf>,
     pub keep_artifacts: bool,
+    /// Where the embedded fleet keeps its circuits.
+    pub circuit_cache: Option<Store>,
 }
 
 /// How a run that produced no proof ended.
@@ -299,7 +312,10 @@ pub async fn drive(
     let (mut fleet, uri) = match connection {
         None => {
             tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store.location(), "proving");
-            (start_embedded(opts.workers, store.clone(), Arc::new(ReferenceBackend::new())), None)
+            let backend = ReferenceBackend::with_cache(opts.circuit_cache.clone().map(|cache| {
+                Arc::new(StoreCache::new(cache, tokio::runtime::Handle::current())) as Arc<dyn CircuitCache>
+            }));
+            (start_embedded(opts.workers, store.clone(), Arc::new(backend)), None)
         }
         Some((connection, uri)) => {
             tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store.location(), "proving on the broker fleet");

@@ -1,11 +1,14 @@
-//! `leader verify`: rebuilds the circuits of the file's parameters, checks the circuit digest,
+//! `leader verify`: loads or rebuilds the circuits of the file's parameters, checks the circuit digest,
 //! both proofs and the public values, and the link to a previous proof when one is given.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use common::Store;
 use prover::proof_file::{check_link, ProofFile, PublicValues, VerifyError};
-use prover::{CircuitSet, Params};
+use prover::{CircuitCache, CircuitSet, Params, StoreCache};
+use tokio::runtime::Handle;
 
 use crate::Exit;
 
@@ -30,11 +33,13 @@ pub fn read_files(path: &Path) -> Result<(Vec<ProofFile>, bool), Exit> {
     }
 }
 
-pub fn verify(proof: &Path, previous: Option<&Path>) -> Result<(), Exit> {
+/// Verifies on the calling (blocking) thread; circuits come from `cache` when it holds them.
+pub fn verify(proof: &Path, previous: Option<&Path>, cache: Option<Store>, handle: Handle) -> Result<(), Exit> {
     let (files, is_array) = read_files(proof)?;
+    let cache = cache.map(|store| Arc::new(StoreCache::new(store, handle)) as Arc<dyn CircuitCache>);
     let mut circuits: HashMap<Params, CircuitSet> = HashMap::new();
     let mut check = |file: &ProofFile, path: &Path| -> Result<PublicValues, Exit> {
-        let set = circuits.entry(file.params).or_insert_with(|| CircuitSet::new(file.params));
+        let set = circuits.entry(file.params).or_insert_with(|| CircuitSet::with_cache(file.params, cache.clone()));
         file.verify(set).map_err(|e| Exit::Invalid(format!("{}: {e}", path.display())))
     };
 

@@ -12,7 +12,7 @@ use crate::batch::parse_batches;
 use crate::execute::execute;
 use crate::params::Params;
 use crate::proof_file::ProofFile;
-use crate::{Backend, ProveError};
+use crate::{Backend, CircuitCache, ProveError};
 
 /// Meta keys of the `final` task.
 pub const META_CHAIN_ID: &str = "chain_id";
@@ -25,16 +25,24 @@ pub fn encode_params(params: &Params) -> Vec<u8> {
 #[derive(Default)]
 pub struct ReferenceBackend {
     backends: Mutex<HashMap<Params, Arc<Backend>>>,
+    cache: Option<Arc<dyn CircuitCache>>,
 }
 
 impl ReferenceBackend {
+    /// A backend that builds every circuit it needs.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A backend that loads circuits from `cache` and saves the ones it builds there.
+    pub fn with_cache(cache: Option<Arc<dyn CircuitCache>>) -> Self {
+        Self { backends: Mutex::default(), cache }
+    }
+
     /// The backend for `params`, created on first use and shared afterwards.
     pub fn backend(&self, params: Params) -> Arc<Backend> {
-        self.backends.lock().unwrap().entry(params).or_insert_with(|| Arc::new(Backend::new(params))).clone()
+        let mut backends = self.backends.lock().unwrap();
+        backends.entry(params).or_insert_with(|| Arc::new(Backend::with_cache(params, self.cache.clone()))).clone()
     }
 }
 

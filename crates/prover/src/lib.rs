@@ -21,6 +21,7 @@ use plonky2::plonk::circuit_data::CommonCircuitData;
 use plonky2::plonk::config::PoseidonGoldilocksConfig;
 use plonky2::plonk::proof::ProofWithPublicInputs;
 
+pub use circuits::cache::{CircuitCache, StoreCache};
 pub use circuits::CircuitSet;
 pub use params::Params;
 
@@ -50,14 +51,19 @@ fn failed(e: anyhow::Error) -> ProveError {
     ProveError::Failed(format!("{e:#}"))
 }
 
-/// The proving backend for one parameter set. Cheap to create: circuits are built on first use.
+/// The proving backend for one parameter set. Cheap to create: circuits are loaded or built on
+/// first use.
 pub struct Backend {
     circuits: CircuitSet,
 }
 
 impl Backend {
     pub fn new(params: Params) -> Self {
-        Self { circuits: CircuitSet::new(params) }
+        Self::with_cache(params, None)
+    }
+
+    pub fn with_cache(params: Params, cache: Option<std::sync::Arc<dyn CircuitCache>>) -> Self {
+        Self { circuits: CircuitSet::with_cache(params, cache) }
     }
 
     pub fn params(&self) -> &Params {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use common::topology::Pool;
-use common::store::{StoreArgs, StoreError};
+use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
 use common::{ProvingBackend, Round, Task, TaskError};
 
 use crate::daemon;
@@ -20,6 +20,8 @@ pub struct Cli {
     pub amqp_uri: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub circuit_cache: CircuitCacheArgs,
     /// Worker pool; decides the rounds served unless --rounds is given.
     #[arg(long, env = "ZKFLEET_POOL", value_enum, default_value = "cpu")]
     pub pool: Pool,
@@ -124,11 +126,17 @@ impl Cli {
             StoreError::BadUrl { .. } => ConfigError::Usage(format!("--store: {e}")),
             e => ConfigError::Store(e),
         })?;
+        let circuit_cache = self.circuit_cache.open(&self.store, &store).await.map_err(|e| match e {
+            StoreError::BadUrl { .. } => ConfigError::Usage(format!("--circuit-cache: {e}")),
+            e => ConfigError::Store(e),
+        })?;
         let mut rounds = if self.rounds.is_empty() { self.pool.rounds().to_vec() } else { self.rounds };
         rounds.sort();
         rounds.dedup();
         let backend: Arc<dyn ProvingBackend> = match self.backend {
-            Backend::Reference => Arc::new(prover::fleet::ReferenceBackend::new()),
+            Backend::Reference => Arc::new(prover::fleet::ReferenceBackend::with_cache(circuit_cache.map(|cache| {
+                Arc::new(prover::StoreCache::new(cache, tokio::runtime::Handle::current())) as Arc<dyn prover::CircuitCache>
+            }))),
             Backend::Noop => Arc::new(NoopBackend),
         };
         Ok(daemon::Config {

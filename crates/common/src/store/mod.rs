@@ -100,12 +100,37 @@ impl StoreArgs {
     /// checked by reaching its bucket, so wrong credentials, a missing bucket or an unreachable
     /// endpoint fail here, within seconds.
     pub async fn open(&self) -> Result<Store, StoreError> {
-        let url = self.store.clone().unwrap_or_else(Store::default_url);
+        self.open_url(&self.store.clone().unwrap_or_else(Store::default_url)).await
+    }
+
+    /// Opens the store at `url` with these S3 settings.
+    async fn open_url(&self, url: &str) -> Result<Store, StoreError> {
         if let Some(rest) = url.strip_prefix("s3://") {
-            let options = S3Options::parse(&url, rest, self)?;
+            let options = S3Options::parse(url, rest, self)?;
             return Ok(Store::S3(S3Store::connect(options).await?));
         }
-        Store::open(&url)
+        Store::open(url)
+    }
+}
+
+/// Where built circuits are kept, as the commands that prove or verify take it.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CircuitCacheArgs {
+    /// Where built circuits are kept and found: a store URL (the S3 settings of --store apply),
+    /// or `off` to build every circuit in the process (default: the store, under circuits/).
+    #[arg(long, env = "ZKFLEET_CIRCUIT_CACHE", value_name = "URL|off")]
+    pub circuit_cache: Option<String>,
+}
+
+impl CircuitCacheArgs {
+    /// The circuit cache's store: `store` itself unless the flag names another one or `off`.
+    /// Opening it fails like opening `--store` does.
+    pub async fn open(&self, store_args: &StoreArgs, store: &Store) -> Result<Option<Store>, StoreError> {
+        match self.circuit_cache.as_deref() {
+            Some("off") => Ok(None),
+            None => Ok(Some(store.clone())),
+            Some(url) => store_args.open_url(url).await.map(Some),
+        }
     }
 }
 

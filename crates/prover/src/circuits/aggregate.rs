@@ -12,7 +12,10 @@ use plonky2::plonk::circuit_builder::CircuitBuilder;
 use plonky2::plonk::circuit_data::{CircuitConfig, CircuitData};
 use plonky2::plonk::proof::{ProofWithPublicInputs, ProofWithPublicInputsTarget};
 
+use plonky2::util::serialization::{Buffer, IoResult, Read, Write};
+
 use super::basic::select_hash;
+use super::cache::Cached;
 use super::{chunk_public, register_chunk_public, ChunkPublicTargets};
 use crate::{C, D, F};
 
@@ -87,5 +90,26 @@ impl AggregateCircuit {
             }
         }
         self.data.prove(pw)
+    }
+}
+
+impl Cached for AggregateCircuit {
+    fn data(&self) -> &CircuitData<F, C, D> {
+        &self.data
+    }
+
+    fn write_targets(&self, out: &mut Vec<u8>) -> IoResult<()> {
+        out.write_usize(self.children.len())?;
+        for child in &self.children {
+            out.write_target_proof_with_public_inputs(child)?;
+        }
+        out.write_target_bool_vec(&self.present)
+    }
+
+    fn read_targets(data: CircuitData<F, C, D>, buf: &mut Buffer) -> IoResult<Self> {
+        let n = buf.read_usize()?;
+        let children = (0..n).map(|_| buf.read_target_proof_with_public_inputs()).collect::<IoResult<_>>()?;
+        let present = buf.read_target_bool_vec()?;
+        Ok(Self { data, children, present })
     }
 }

@@ -17,7 +17,9 @@ use plonky2::plonk::circuit_builder::CircuitBuilder;
 use plonky2::plonk::circuit_data::{CircuitConfig, CircuitData};
 use plonky2::plonk::config::AlgebraicHasher;
 use plonky2::plonk::proof::ProofWithPublicInputs;
+use plonky2::util::serialization::{Buffer, IoResult, Read, Write};
 
+use super::cache::Cached;
 use super::{register_chunk_public, ChunkPublicTargets};
 use crate::execute::{from_hash4, ChunkWitness};
 use crate::params::Params;
@@ -276,4 +278,61 @@ impl BasicCircuit {
         }
         self.data.prove(pw)
     }
+}
+
+impl Cached for BasicCircuit {
+    fn data(&self) -> &CircuitData<F, C, D> {
+        &self.data
+    }
+
+    fn write_targets(&self, out: &mut Vec<u8>) -> IoResult<()> {
+        out.write_target_hash(&self.root_before)?;
+        out.write_target_hash(&self.commit_before)?;
+        out.write_usize(self.slots.len())?;
+        for s in &self.slots {
+            out.write_target_bool(s.active)?;
+            out.write_target_array(&s.from)?;
+            out.write_target_array(&s.to)?;
+            out.write_target_array(&s.value)?;
+            out.write_target_array(&s.nonce)?;
+            out.write_target_array(&s.sender_balance)?;
+            write_hashes(out, &s.sender_path)?;
+            out.write_target_array(&s.receiver_balance)?;
+            out.write_target_array(&s.receiver_nonce)?;
+            write_hashes(out, &s.receiver_path)?;
+        }
+        Ok(())
+    }
+
+    fn read_targets(data: CircuitData<F, C, D>, buf: &mut Buffer) -> IoResult<Self> {
+        let root_before = buf.read_target_hash()?;
+        let commit_before = buf.read_target_hash()?;
+        let n = buf.read_usize()?;
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            slots.push(SlotTargets {
+                active: buf.read_target_bool()?,
+                from: buf.read_target_array()?,
+                to: buf.read_target_array()?,
+                value: buf.read_target_array()?,
+                nonce: buf.read_target_array()?,
+                sender_balance: buf.read_target_array()?,
+                sender_path: read_hashes(buf)?,
+                receiver_balance: buf.read_target_array()?,
+                receiver_nonce: buf.read_target_array()?,
+                receiver_path: read_hashes(buf)?,
+            });
+        }
+        Ok(Self { data, root_before, commit_before, slots })
+    }
+}
+
+fn write_hashes(out: &mut Vec<u8>, hashes: &[HashOutTarget]) -> IoResult<()> {
+    out.write_usize(hashes.len())?;
+    hashes.iter().try_for_each(|h| out.write_target_hash(h))
+}
+
+fn read_hashes(buf: &mut Buffer) -> IoResult<Vec<HashOutTarget>> {
+    let n = buf.read_usize()?;
+    (0..n).map(|_| buf.read_target_hash()).collect()
 }

@@ -22,6 +22,9 @@ use plonky2::plonk::proof::{ProofWithPublicInputs, ProofWithPublicInputsTarget};
 use plonky2::recursion::cyclic_recursion::check_cyclic_proof_verifier_data;
 use plonky2::recursion::dummy_circuit::cyclic_base_proof;
 
+use plonky2::util::serialization::{Buffer, IoResult, Read, Write};
+
+use super::cache::Cached;
 use super::chunk_public;
 use crate::{C, D, F};
 
@@ -210,5 +213,47 @@ impl CompressCircuit {
         let mut pw = PartialWitness::new();
         pw.set_proof_with_pis_target(&self.inner, fin)?;
         self.data.prove(pw)
+    }
+}
+
+impl Cached for FinalCircuit {
+    fn data(&self) -> &CircuitData<F, C, D> {
+        &self.data
+    }
+
+    fn write_targets(&self, out: &mut Vec<u8>) -> IoResult<()> {
+        out.write_target_proof_with_public_inputs(&self.top)?;
+        out.write_target_proof_with_public_inputs(&self.previous)?;
+        out.write_target_bool(self.has_previous)?;
+        out.write_target(self.chain_id)?;
+        out.write_target(self.batch_number)?;
+        out.write_target_verifier_circuit(&self.own_vk)
+    }
+
+    fn read_targets(data: CircuitData<F, C, D>, buf: &mut Buffer) -> IoResult<Self> {
+        Ok(Self {
+            data,
+            top: buf.read_target_proof_with_public_inputs()?,
+            previous: buf.read_target_proof_with_public_inputs()?,
+            has_previous: buf.read_target_bool()?,
+            chain_id: buf.read_target()?,
+            batch_number: buf.read_target()?,
+            own_vk: buf.read_target_verifier_circuit()?,
+            base_proof: OnceLock::new(),
+        })
+    }
+}
+
+impl Cached for CompressCircuit {
+    fn data(&self) -> &CircuitData<F, C, D> {
+        &self.data
+    }
+
+    fn write_targets(&self, out: &mut Vec<u8>) -> IoResult<()> {
+        out.write_target_proof_with_public_inputs(&self.inner)
+    }
+
+    fn read_targets(data: CircuitData<F, C, D>, buf: &mut Buffer) -> IoResult<Self> {
+        Ok(Self { data, inner: buf.read_target_proof_with_public_inputs()? })
     }
 }

@@ -7,9 +7,10 @@
 
 pub mod aggregate;
 pub mod basic;
+pub mod cache;
 pub mod chain;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use plonky2::hash::hash_types::HashOutTarget;
 use plonky2::iop::target::Target;
@@ -19,6 +20,7 @@ use crate::params::Params;
 use crate::{D, F};
 use aggregate::AggregateCircuit;
 use basic::BasicCircuit;
+use cache::{load_or_build, CircuitCache};
 use chain::{CompressCircuit, FinalCircuit};
 
 /// The public values of a `basic` or `aggregate` proof.
@@ -52,10 +54,13 @@ pub(crate) fn chunk_public(pis: &[Target]) -> ChunkPublicTargets {
     }
 }
 
-/// Every circuit of one parameter set, each built the first time a task needs it and then shared
-/// by every thread of the process.
+/// Every circuit of one parameter set, each loaded from the cache or built the first time a task
+/// needs it, and then shared by every thread of the process.
 pub struct CircuitSet {
     params: Params,
+    cache: Option<Arc<dyn CircuitCache>>,
+    /// Names this set's entries in the cache ([`cache::set_key`]).
+    cache_key: String,
     basic: OnceLock<BasicCircuit>,
     aggregates: Vec<OnceLock<AggregateCircuit>>,
     final_: OnceLock<FinalCircuit>,
@@ -63,9 +68,17 @@ pub struct CircuitSet {
 }
 
 impl CircuitSet {
+    /// A set that builds every circuit itself.
     pub fn new(params: Params) -> Self {
+        Self::with_cache(params, None)
+    }
+
+    /// A set that looks for its circuits in `cache` first and saves the ones it builds there.
+    pub fn with_cache(params: Params, cache: Option<Arc<dyn CircuitCache>>) -> Self {
         Self {
             params,
+            cache,
+            cache_key: cache::set_key(&params),
             basic: OnceLock::new(),
             aggregates: (0..params.levels).map(|_| OnceLock::new()).collect(),
             final_: OnceLock::new(),
@@ -78,23 +91,30 @@ impl CircuitSet {
     }
 
     pub fn basic(&self) -> &BasicCircuit {
-        self.basic.get_or_init(|| BasicCircuit::build(&self.params))
+        self.basic.get_or_init(|| self.load_or_build("basic", || BasicCircuit::build(&self.params)))
     }
 
     /// The aggregate circuit of `level` (1-based).
     pub fn aggregate(&self, level: usize) -> &AggregateCircuit {
         assert!((1..=self.params.levels).contains(&level), "aggregate level {level} out of range");
         self.aggregates[level - 1].get_or_init(|| {
-            let child = if level == 1 { &self.basic().data } else { &self.aggregate(level - 1).data };
-            AggregateCircuit::build(child, self.params.arity)
+            self.load_or_build(&format!("aggregate-{level}"), || {
+                let child = if level == 1 { &self.basic().data } else { &self.aggregate(level - 1).data };
+                AggregateCircuit::build(child, self.params.arity)
+            })
         })
     }
 
     pub fn final_circuit(&self) -> &FinalCircuit {
-        self.final_.get_or_init(|| FinalCircuit::build(&self.aggregate(self.params.levels).data))
+        self.final_
+            .get_or_init(|| self.load_or_build("final", || FinalCircuit::build(&self.aggregate(self.params.levels).data)))
     }
 
     pub fn compress(&self) -> &CompressCircuit {
-        self.compress.get_or_init(|| CompressCircuit::build(self.final_circuit()))
+        self.compress.get_or_init(|| self.load_or_build("compress", || CompressCircuit::build(self.final_circuit())))
+    }
+
+    fn load_or_build<T: cache::Cached>(&self, name: &str, build: impl FnOnce() -> T) -> T {
+        load_or_build(self.cache.as_ref(), &self.cache_key, name, build)
     }
 }
