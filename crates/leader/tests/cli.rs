@@ -13,8 +13,12 @@ const SMALL: [(&str, &str); 4] = [
     ("ZKFLEET_TREE_DEPTH", "8"),
     ("ZKFLEET_CHUNK_SIZE", "4"),
     ("ZKFLEET_ARITY", "2"),
-    ("ZKFLEET_LEVELS", "1"),
+    ("ZKFLEET_LEVELS", "2"),
 ];
+
+/// The circuits of these parameters are built once for every test of the run and kept here
+/// (the cache itself is tested in the prover's and the S3 tests).
+const CIRCUIT_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/circuit-cache");
 
 struct Env {
     dir: tempfile::TempDir,
@@ -56,6 +60,7 @@ fn run(bin: &str, args: &[&str], stdin: Option<&[u8]>, store: &Path) -> Output {
     cmd.args(args)
         .envs(SMALL)
         .env("ZKFLEET_STORE", store)
+        .env("ZKFLEET_CIRCUIT_CACHE", CIRCUIT_CACHE)
         .env("ZKFLEET_WORKERS", "2")
         .env_remove("RUST_LOG")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -254,9 +259,9 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing_behind() {
     assert_rejected(&env, &next(&|b| b["accounts"][0]["balance"] = Value::from("749")), "batch 8: pre-state root");
     assert_rejected(&env, &next(&|b| b["chain_id"] = Value::from(2)), "batch 8: chain id 2 differs");
     assert_rejected(&env, &next(&|b| b["batch_number"] = Value::from(9)), "batch 9: does not follow batch 7");
-    // Too many transactions for the parameters (2 chunks of 4).
-    let txs: Vec<String> = (0..9).map(|n| tx(A, B, "1", n)).collect();
-    assert_rejected(&env, &batch_with(&account(A, "1000", 0), &txs.join(",")), "exceed the 8");
+    // Too many transactions for the parameters (4 chunks of 4).
+    let txs: Vec<String> = (0..17).map(|n| tx(A, B, "1", n)).collect();
+    assert_rejected(&env, &batch_with(&account(A, "1000", 0), &txs.join(",")), "exceed the 16");
 }
 
 #[test]
@@ -288,6 +293,13 @@ fn versions_usage_errors_and_exit_codes() {
     let out = env.leader(&["synth", "--txs", "8", "--accounts", "1000", "--tree-depth", "8"], None);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(stderr(&out).contains("--accounts 1000"));
+    // A circuit cache of no known kind: one line and 64, and nothing staged.
+    let batch = serde_json::to_vec(&synth(&env, 4, 1, 1)).unwrap();
+    let out = env.leader(&["prove", "--circuit-cache", "ftp://host/circuits"], Some(&batch));
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("error: --circuit-cache: "), "{}", stderr(&out));
+    env.assert_store_clean();
 }
 
 #[test]

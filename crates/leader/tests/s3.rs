@@ -26,7 +26,8 @@ fn objects(dir: &std::path::Path) -> usize {
 #[test]
 fn jobs_prove_with_the_store_on_s3() {
     let fleet = Fleet::on_s3();
-    // One worker: every worker process builds every circuit, and the tests share 2 cores.
+    // One worker, with the bucket's circuit cache still empty: it builds every circuit and
+    // uploads it; everything after it loads them from the bucket.
     let _worker = fleet.worker("w1", &[]);
     let input = fleet.synth("a.json", 12, 21);
     let proof = fleet.path("a.proof");
@@ -38,6 +39,8 @@ fn jobs_prove_with_the_store_on_s3() {
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     let values = fleet.verify(&proof);
     assert_eq!(values["tx_count"], 12);
+    let circuits = fleet.s3_objects().join("circuits");
+    assert_eq!(objects(&circuits), 5, "basic, aggregate-1, aggregate-2, final and compress are cached");
 
     // Every artifact is in the bucket, under the prefix, until `purge`.
     let job_dir = fleet.s3_objects().join("jobs").join(&job);
@@ -46,13 +49,18 @@ fn jobs_prove_with_the_store_on_s3() {
     let out = fleet.run_leader(&["purge", &job]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(objects(&job_dir), 0);
+    assert_eq!(objects(&circuits), 5, "purge keeps the circuit cache");
 
-    // The embedded fleet on the same bucket proves the same values and cleans up after itself.
+    // The embedded fleet on the same bucket loads every circuit from it, proves the same values
+    // and cleans up after itself.
     let embedded = fleet.path("a-embedded.proof");
     let mut cmd = fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", embedded.to_str().unwrap()]);
     cmd.env_remove("ZKFLEET_AMQP_URI");
     let (code, _, err) = Proc::spawn(cmd).finish(JOB_TIMEOUT);
     assert_eq!(code, Some(0), "{}", err.join("\n"));
+    let loaded = err.iter().filter(|l| l.contains("circuit loaded from the cache")).count();
+    assert_eq!(loaded, 5, "{}", err.join("\n"));
+    assert!(!err.iter().any(|l| l.contains("circuit built")), "{}", err.join("\n"));
     assert_eq!(fleet.values(&embedded), values);
     assert_eq!(objects(&fleet.s3_objects().join("jobs")), 0);
 }

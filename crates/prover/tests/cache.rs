@@ -135,3 +135,31 @@ fn a_damaged_entry_is_rebuilt_and_replaced() {
         assert_eq!(again.saves.load(Ordering::SeqCst) + again.replaces.load(Ordering::SeqCst), 0, "the new entry loads");
     }
 }
+
+#[test]
+fn two_processes_racing_leave_one_whole_entry() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap().to_string();
+    let start = std::sync::Barrier::new(2);
+    // Each side has its own store handle and cache, as two worker processes on one volume would.
+    let built: Vec<String> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let cache = Counting::new(&Store::open(&url).unwrap(), &rt);
+                    let set = CircuitSet::with_cache(params(), Some(cache));
+                    start.wait();
+                    digest_of(&set.basic().data)
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(built[0], built[1]);
+    let after = Counting::new(&Store::open(&url).unwrap(), &rt);
+    let set = CircuitSet::with_cache(params(), Some(after.clone()));
+    assert_eq!(digest_of(&set.basic().data), built[0]);
+    assert_eq!(after.saves.load(Ordering::SeqCst) + after.replaces.load(Ordering::SeqCst), 0, "the entry left loads");
+}
+

@@ -21,6 +21,10 @@ pub const SMALL: [(&str, &str); 4] = [
     ("ZKFLEET_LEVELS", "2"),
 ];
 
+/// The circuits of [`SMALL`] are built once for every test of the run and kept here; the S3 tests
+/// keep theirs in the bucket, and the prover's tests check the cache itself.
+pub const CIRCUIT_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/circuit-cache");
+
 pub const MANAGEMENT: &str = "http://127.0.0.1:15672";
 
 fn auth() -> String {
@@ -212,8 +216,8 @@ impl Fleet {
     fn env(&self, cmd: &mut Command) {
         cmd.envs(SMALL).env("ZKFLEET_AMQP_URI", self.vhost.uri());
         match &self.s3 {
-            None => cmd.env("ZKFLEET_STORE", self.store()),
-            Some(s3) => cmd.env("ZKFLEET_STORE", format!("s3://{BUCKET}/{PREFIX}")).envs(s3.env()),
+            None => cmd.env("ZKFLEET_STORE", self.store()).env("ZKFLEET_CIRCUIT_CACHE", CIRCUIT_CACHE),
+            Some(s3) => cmd.env("ZKFLEET_STORE", format!("s3://{BUCKET}/{PREFIX}")).envs(s3.env()).env_remove("ZKFLEET_CIRCUIT_CACHE"),
         };
     }
 
