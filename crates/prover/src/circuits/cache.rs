@@ -61,7 +61,8 @@ pub fn set_key(params: &Params) -> String {
     common::store::digest(text.as_bytes())[..32].to_string()
 }
 
-/// A circuit whose data and targets can be written to and read from a cache entry.
+/// A circuit that can be written to and read from a cache entry: its plonky2 data, then what our
+/// proving code keeps beside it (the targets it fills in; for `final`, also its base proof).
 pub(crate) trait Cached: Sized {
     fn data(&self) -> &CircuitData<F, C, D>;
     fn write_targets(&self, out: &mut Vec<u8>) -> IoResult<()>;

@@ -227,20 +227,20 @@ impl Cached for FinalCircuit {
         out.write_target_bool(self.has_previous)?;
         out.write_target(self.chain_id)?;
         out.write_target(self.batch_number)?;
-        out.write_target_verifier_circuit(&self.own_vk)
+        out.write_target_verifier_circuit(&self.own_vk)?;
+        // The base proof costs a dummy circuit and a proof: worth keeping with the circuit.
+        out.write_proof_with_public_inputs(self.base_proof())
     }
 
     fn read_targets(data: CircuitData<F, C, D>, buf: &mut Buffer) -> IoResult<Self> {
-        Ok(Self {
-            data,
-            top: buf.read_target_proof_with_public_inputs()?,
-            previous: buf.read_target_proof_with_public_inputs()?,
-            has_previous: buf.read_target_bool()?,
-            chain_id: buf.read_target()?,
-            batch_number: buf.read_target()?,
-            own_vk: buf.read_target_verifier_circuit()?,
-            base_proof: OnceLock::new(),
-        })
+        let top = buf.read_target_proof_with_public_inputs()?;
+        let previous = buf.read_target_proof_with_public_inputs()?;
+        let has_previous = buf.read_target_bool()?;
+        let chain_id = buf.read_target()?;
+        let batch_number = buf.read_target()?;
+        let own_vk = buf.read_target_verifier_circuit()?;
+        let base_proof = OnceLock::from(buf.read_proof_with_public_inputs(&data.common)?);
+        Ok(Self { data, top, previous, has_previous, chain_id, batch_number, own_vk, base_proof })
     }
 }
 
