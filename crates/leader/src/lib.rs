@@ -320,12 +320,12 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         }
         Command::Verify(a) => {
             // The store is only where the circuits may be cached: with the cache off it is not opened.
-            let cache = match a.circuit_cache.circuit_cache.as_deref() {
-                Some("off") => None,
-                _ => open_circuit_cache(&a.circuit_cache, &a.store, &open_store(&a.store).await?).await?,
+            let cache = if a.circuit_cache.is_off() {
+                None
+            } else {
+                open_circuit_cache(&a.circuit_cache, &a.store, &open_store(&a.store).await?).await?
             };
-            let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || verify::verify(&a.proof, a.previous_proof.as_deref(), cache, handle))
+            tokio::task::spawn_blocking(move || verify::verify(&a.proof, a.previous_proof.as_deref(), cache))
                 .await
                 .expect("verification does not panic")
         }

@@ -16,7 +16,7 @@ use prover::batch::parse_batches;
 use prover::execute::{execute, ExecutedBatch};
 use prover::fleet::{encode_params, ReferenceBackend, META_BATCH_NUMBER, META_CHAIN_ID};
 use prover::proof_file::{hash_hex, ProofFile, PublicValues};
-use prover::{CircuitCache, Params, StoreCache};
+use prover::{Params, StoreCache};
 use serde::Serialize;
 
 use crate::coordinator::{run_jobs, JobFailure, TaskTiming};
@@ -312,9 +312,7 @@ pub async fn drive(
     let (mut fleet, uri) = match connection {
         None => {
             tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store.location(), "proving");
-            let backend = ReferenceBackend::with_cache(opts.circuit_cache.clone().map(|cache| {
-                Arc::new(StoreCache::new(cache, tokio::runtime::Handle::current())) as Arc<dyn CircuitCache>
-            }));
+            let backend = ReferenceBackend::with_cache(StoreCache::shared(opts.circuit_cache.clone()));
             (start_embedded(opts.workers, store.clone(), Arc::new(backend)), None)
         }
         Some((connection, uri)) => {

@@ -3,12 +3,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use common::Store;
 use prover::proof_file::{check_link, ProofFile, PublicValues, VerifyError};
-use prover::{CircuitCache, CircuitSet, Params, StoreCache};
-use tokio::runtime::Handle;
+use prover::{CircuitSet, Params, StoreCache};
 
 use crate::Exit;
 
@@ -33,10 +31,10 @@ pub fn read_files(path: &Path) -> Result<(Vec<ProofFile>, bool), Exit> {
     }
 }
 
-/// Verifies on the calling (blocking) thread; circuits come from `cache` when it holds them.
-pub fn verify(proof: &Path, previous: Option<&Path>, cache: Option<Store>, handle: Handle) -> Result<(), Exit> {
+/// Verifies on a blocking thread of the runtime; circuits come from `cache` when it holds them.
+pub fn verify(proof: &Path, previous: Option<&Path>, cache: Option<Store>) -> Result<(), Exit> {
     let (files, is_array) = read_files(proof)?;
-    let cache = cache.map(|store| Arc::new(StoreCache::new(store, handle)) as Arc<dyn CircuitCache>);
+    let cache = StoreCache::shared(cache);
     let mut circuits: HashMap<Params, CircuitSet> = HashMap::new();
     let mut check = |file: &ProofFile, path: &Path| -> Result<PublicValues, Exit> {
         let set = circuits.entry(file.params).or_insert_with(|| CircuitSet::with_cache(file.params, cache.clone()));

@@ -134,9 +134,9 @@ impl Cli {
         rounds.sort();
         rounds.dedup();
         let backend: Arc<dyn ProvingBackend> = match self.backend {
-            Backend::Reference => Arc::new(prover::fleet::ReferenceBackend::with_cache(circuit_cache.map(|cache| {
-                Arc::new(prover::StoreCache::new(cache, tokio::runtime::Handle::current())) as Arc<dyn prover::CircuitCache>
-            }))),
+            Backend::Reference => {
+                Arc::new(prover::fleet::ReferenceBackend::with_cache(prover::StoreCache::shared(circuit_cache)))
+            }
             Backend::Noop => Arc::new(NoopBackend),
         };
         Ok(daemon::Config {

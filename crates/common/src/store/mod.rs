@@ -123,11 +123,16 @@ pub struct CircuitCacheArgs {
 }
 
 impl CircuitCacheArgs {
+    /// Whether the flag turns the cache off.
+    pub fn is_off(&self) -> bool {
+        self.circuit_cache.as_deref() == Some("off")
+    }
+
     /// The circuit cache's store: `store` itself unless the flag names another one or `off`.
     /// Opening it fails like opening `--store` does.
     pub async fn open(&self, store_args: &StoreArgs, store: &Store) -> Result<Option<Store>, StoreError> {
         match self.circuit_cache.as_deref() {
-            Some("off") => Ok(None),
+            _ if self.is_off() => Ok(None),
             None => Ok(Some(store.clone())),
             Some(url) => store_args.open_url(url).await.map(Some),
         }

@@ -5,8 +5,8 @@
 //! is named by a digest of exactly those ([`set_key`]) and the circuit's name:
 //! `circuits/<set key>/<name>`. The first process to need a circuit builds it and writes it with
 //! a first-writer-wins put; a process that loses the race keeps the circuit it built, which is the
-//! same circuit. An entry holds a header (magic, format, SHA-256 of the body) and the body: the
-//! plonky2 circuit data followed by the targets our code fills in when it proves. An entry that
+//! same circuit. An entry holds a header (magic, SHA-256 of the body) and the body: the plonky2
+//! circuit data followed by what our proving code keeps beside it ([`Cached`]). An entry that
 //! fails its digest or does not decode is replaced by a fresh build, never used.
 
 use std::sync::Arc;
@@ -168,6 +168,12 @@ pub struct StoreCache {
 impl StoreCache {
     pub fn new(store: common::store::Store, handle: tokio::runtime::Handle) -> Self {
         Self { store, handle }
+    }
+
+    /// The cache over `store`, if any, on the current runtime: call it from inside the runtime
+    /// (an async task or a blocking thread of it).
+    pub fn shared(store: Option<common::store::Store>) -> Option<Arc<dyn CircuitCache>> {
+        store.map(|store| Arc::new(Self::new(store, tokio::runtime::Handle::current())) as Arc<dyn CircuitCache>)
     }
 }
 
