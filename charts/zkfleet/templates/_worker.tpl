@@ -46,6 +46,7 @@ containers:
       - {name: ZKFLEET_GRACE_PERIOD, value: {{ $w.gracePeriodSeconds | quote }}}
       - {name: ZKFLEET_METRICS_ADDR, value: {{ printf "0.0.0.0:%v" $w.metricsPort | quote }}}
       - {name: ZKFLEET_LOG_FORMAT, value: {{ $w.logFormat | quote }}}
+      - {name: ZKFLEET_PRELOAD, value: {{ $w.preload | quote }}}
       {{- if .job }}
       - {name: ZKFLEET_MAX_TASKS, value: {{ $pool.job.maxTasks | quote }}}
       - {name: ZKFLEET_IDLE_EXIT, value: {{ $pool.job.idleExitSeconds | quote }}}
@@ -66,7 +67,7 @@ containers:
       periodSeconds: 10
       timeoutSeconds: 3
       failureThreshold: 6
-    # Ready: connected to the broker and consuming.
+    # Ready: connected to the broker, circuits loaded (with worker.preload) and consuming.
     readinessProbe:
       httpGet: {path: /readyz, port: metrics}
       periodSeconds: 5

@@ -192,6 +192,7 @@ fn main() {
                 http: None,
                 max_tasks: None,
                 idle_exit: None,
+                preload: None,
             };
             workers.push(tokio::spawn(worker::daemon::run(config, shutdown.clone())));
         }

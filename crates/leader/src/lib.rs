@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
+use prover::cli::ParamsArgs;
 use prover::Params;
 
 /// How a command ends, and the exit code that tells a script.
@@ -162,29 +163,6 @@ pub struct DeadArgs {
     /// Drop the listed tasks for good.
     #[arg(long)]
     pub discard: bool,
-}
-
-/// Circuit parameters. Every circuit and so the circuit digest follows from these.
-#[derive(Args, Debug, Clone)]
-pub struct ParamsArgs {
-    /// Depth of the sparse Merkle state tree.
-    #[arg(long, env = "ZKFLEET_TREE_DEPTH", default_value_t = Params::default().tree_depth)]
-    pub tree_depth: usize,
-    /// Transactions per basic proof.
-    #[arg(long, env = "ZKFLEET_CHUNK_SIZE", default_value_t = Params::default().chunk_size)]
-    pub chunk_size: usize,
-    /// Children per aggregate proof.
-    #[arg(long, env = "ZKFLEET_ARITY", default_value_t = Params::default().arity)]
-    pub arity: usize,
-    /// Aggregation levels; a batch holds at most chunk-size × arity^levels transactions.
-    #[arg(long, env = "ZKFLEET_LEVELS", default_value_t = Params::default().levels)]
-    pub levels: usize,
-}
-
-impl ParamsArgs {
-    pub fn params(&self) -> Params {
-        Params { tree_depth: self.tree_depth, chunk_size: self.chunk_size, arity: self.arity, levels: self.levels }
-    }
 }
 
 #[derive(Args, Debug)]

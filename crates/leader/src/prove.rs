@@ -312,8 +312,13 @@ pub async fn drive(
     let (mut fleet, uri) = match connection {
         None => {
             tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store.location(), "proving");
-            let backend = ReferenceBackend::with_cache(StoreCache::shared(opts.circuit_cache.clone()));
-            (start_embedded(opts.workers, store.clone(), Arc::new(backend)), None)
+            let backend = Arc::new(ReferenceBackend::with_cache(StoreCache::shared(opts.circuit_cache.clone())));
+            // The circuits of the later rounds load from the cache while the first tasks prove.
+            if let Some(first) = journals.first() {
+                let (backend, params) = (backend.clone(), first.shape.params.clone());
+                tokio::task::spawn_blocking(move || backend.load_cached(&params));
+            }
+            (start_embedded(opts.workers, store.clone(), backend), None)
         }
         Some((connection, uri)) => {
             tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store.location(), "proving on the broker fleet");

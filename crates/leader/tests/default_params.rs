@@ -1,5 +1,6 @@
-//! The default circuit parameters (32-level tree, 40-transaction chunks, arity 2, 6 levels) prove
-//! and verify a real batch end to end.
+//! The default circuit parameters (32-level tree, 80-transaction chunks, arity 2, 5 levels) prove
+//! and verify a real batch end to end: a full chunk and a partial one, so that a level 1
+//! aggregate verifies two 2^14-row basic proofs.
 
 use std::process::{Command, Stdio};
 
@@ -15,7 +16,7 @@ fn default_parameters_prove_and_verify() {
     };
 
     let mut synth = Command::new(leader);
-    synth.args(["synth", "--txs", "40", "--accounts", "30", "--seed", "11"]);
+    synth.args(["synth", "--txs", "100", "--accounts", "60", "--seed", "11"]);
     clean(&mut synth);
     let batch = synth.output().unwrap();
     assert!(batch.status.success());
@@ -31,7 +32,8 @@ fn default_parameters_prove_and_verify() {
 
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     assert_eq!(file["params"]["tree_depth"], 32);
-    assert_eq!(file["params"]["chunk_size"], 40);
+    assert_eq!(file["params"]["chunk_size"], 80);
+    assert_eq!(file["params"]["levels"], 5);
 
     let mut verify = Command::new(leader);
     verify.args(["verify", "--proof"]).arg(&proof);
@@ -39,7 +41,7 @@ fn default_parameters_prove_and_verify() {
     let out = verify.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let values: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(values["tx_count"], 40);
+    assert_eq!(values["tx_count"], 100);
     assert_eq!(values["batch_number"], 1);
     assert_eq!(values["previous_verified"], false);
 }

@@ -210,3 +210,33 @@ fn a_worker_reports_ready_and_stops_cleanly_on_sigterm() {
     assert!(started.elapsed() < Duration::from_secs(6));
     assert!(err.iter().any(|l| l.contains("worker stopped")), "{}", err.join("\n"));
 }
+
+#[test]
+fn a_preloading_worker_takes_tasks_only_with_its_circuits_ready() {
+    let fleet = Fleet::new();
+    let port = 20_000 + (rand::random::<u16>() % 20_000);
+    let addr = format!("127.0.0.1:{port}");
+    // The circuit parameters come from the same environment as the leader's (support::SMALL).
+    let w = fleet.worker("w1", &["--preload", "--metrics-addr", &addr]);
+    w.wait_for(&["circuits ready"], JOB_TIMEOUT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ureq::get(&format!("http://{addr}/readyz")).call().map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::yield_now();
+    }
+
+    let batch = fleet.synth("a.json", 6, 3);
+    let proof = fleet.path("a.proof");
+    let (code, _, err) = prove(&fleet, &batch, &proof, &[]).finish(JOB_TIMEOUT);
+    assert_eq!(code, Some(0), "{}", err.join("\n"));
+    assert_eq!(fleet.values(&proof)["tx_count"], 6);
+
+    // Every circuit of every round was there before the first task: none loaded or built after.
+    let log = w.stderr();
+    let ready = log.iter().position(|l| l.contains("circuits ready")).unwrap();
+    let circuits = |lines: &[String]| lines.iter().filter(|l| l.contains("circuit loaded") || l.contains("circuit built")).count();
+    // basic, aggregate 1 and 2, final, compress.
+    assert_eq!(circuits(&log[..ready]), 5, "{}", log.join("\n"));
+    assert_eq!(circuits(&log[ready..]), 0, "{}", log.join("\n"));
+    assert!(log[ready..].iter().any(|l| l.contains("task done")), "{}", log.join("\n"));
+}

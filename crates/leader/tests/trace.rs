@@ -47,6 +47,7 @@ fn one_job_is_one_trace_across_the_broker() {
             http: None,
             max_tasks: None,
             idle_exit: None,
+            preload: None,
         };
         let worker = tokio::spawn(worker::daemon::run(config, shutdown.clone()));
         let plan = noop_job(&store, "trace-1", 16).await;

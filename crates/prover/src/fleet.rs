@@ -39,6 +39,14 @@ impl ReferenceBackend {
         Self { backends: Mutex::default(), cache }
     }
 
+    /// Loads, and builds none of, the circuits after `basic` that the cache holds for `params`
+    /// ([`crate::CircuitSet::load_cached`]).
+    pub fn load_cached(&self, params: &[u8]) {
+        if let Ok(params) = decode_params(params) {
+            self.backend(params).circuits().load_cached();
+        }
+    }
+
     /// The backend for `params`, created on first use and shared afterwards.
     pub fn backend(&self, params: Params) -> Arc<Backend> {
         let mut backends = self.backends.lock().unwrap();
@@ -62,11 +70,24 @@ fn meta_u64(task: &Task, key: &str) -> Result<u64, TaskError> {
         .ok_or_else(|| TaskError::permanent(format!("task {} lacks meta {key}", task.id())))
 }
 
+fn decode_params(bytes: &[u8]) -> Result<Params, String> {
+    let params: Params = rmp_serde::from_slice(bytes).map_err(|e| format!("unreadable params: {e}"))?;
+    params.validate()?;
+    Ok(params)
+}
+
 impl ProvingBackend for ReferenceBackend {
+    fn prepare(&self, params: &[u8], rounds: &[Round]) -> Result<(), TaskError> {
+        let backend = self.backend(decode_params(params).map_err(TaskError::permanent)?);
+        for &round in rounds {
+            backend.circuits().prepare(round);
+        }
+        Ok(())
+    }
+
     fn prove(&self, task: &Task, inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, TaskError> {
-        let params: Params = rmp_serde::from_slice(&task.params)
-            .map_err(|e| TaskError::permanent(format!("task {} has unreadable params: {e}", task.id())))?;
-        params.validate().map_err(TaskError::permanent)?;
+        let params = decode_params(&task.params)
+            .map_err(|e| TaskError::permanent(format!("task {}: {e}", task.id())))?;
         let backend = self.backend(params);
         let expect_inputs = |n: std::ops::RangeInclusive<usize>| {
             if n.contains(&inputs.len()) {

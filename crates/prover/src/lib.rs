@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod circuits;
+pub mod cli;
 pub mod execute;
 pub mod fleet;
 pub mod params;

@@ -9,6 +9,8 @@ use common::topology::Pool;
 use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
 use common::{ProvingBackend, Round, Task, TaskError};
 
+use prover::cli::ParamsArgs;
+
 use crate::daemon;
 
 /// zkfleet worker: consumes proving tasks from RabbitMQ, proves them, stores the outputs.
@@ -43,6 +45,13 @@ pub struct Cli {
     /// Stop after this many seconds without a task (for one-shot pods).
     #[arg(long, env = "ZKFLEET_IDLE_EXIT")]
     pub idle_exit: Option<u64>,
+    /// Load (or build) the circuits of the served rounds for the parameters below before taking
+    /// tasks: the worker reports ready only then, and no task waits for a circuit.
+    #[arg(long, env = "ZKFLEET_PRELOAD")]
+    pub preload: bool,
+    /// The circuit parameters that --preload prepares (tasks carry their own).
+    #[command(flatten, next_help_heading = "Circuit parameters (with --preload)")]
+    pub params: ParamsArgs,
     /// Log lines as text or as one JSON object each.
     #[arg(long, env = "ZKFLEET_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: common::telemetry::LogFormat,
@@ -150,6 +159,7 @@ impl Cli {
             grace: Duration::from_secs(self.grace_period),
             http: self.metrics_addr,
             max_tasks: self.max_tasks,
+            preload: self.preload.then(|| prover::fleet::encode_params(&self.params.params())),
             idle_exit: self.idle_exit.map(Duration::from_secs),
         })
     }

@@ -60,6 +60,8 @@ pub struct Config {
     pub max_tasks: Option<u64>,
     /// Stop after this long without a task.
     pub idle_exit: Option<Duration>,
+    /// Parameters (as tasks carry them) whose circuits are made ready before taking tasks.
+    pub preload: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,28 @@ struct Shared {
     publisher: Publisher,
     cancelled: Mutex<HashSet<String>>,
     cancels: broadcast::Sender<String>,
+}
+
+/// Makes the backend ready for the rounds served (loading or building circuits) before the first
+/// task is taken. Returns false when `shutdown` came first. A failure is logged and the worker
+/// goes on: its tasks then prepare what they need themselves.
+async fn prepare(config: &Config, params: &[u8], shutdown: &CancellationToken) -> bool {
+    let started = std::time::Instant::now();
+    info!(rounds = ?config.rounds.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "preparing circuits before taking tasks");
+    let (backend, params, rounds) = (config.backend.clone(), params.to_vec(), config.rounds.clone());
+    let preparing = tokio::task::spawn_blocking(move || backend.prepare(&params, &rounds));
+    tokio::select! {
+        prepared = preparing => match prepared {
+            Ok(Ok(())) => info!(ms = started.elapsed().as_millis() as u64, "circuits ready"),
+            Ok(Err(e)) => warn!(error = %e, "preparing circuits failed; tasks will prepare their own"),
+            Err(e) => warn!(error = %e, "preparing circuits failed; tasks will prepare their own"),
+        },
+        _ = shutdown.cancelled() => {
+            info!("stopping before any task was taken");
+            return false;
+        }
+    }
+    true
 }
 
 /// Runs the worker until `shutdown` fires (then drains within the grace period) or the broker is
@@ -117,6 +141,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         broker = %broker::redact(&config.amqp_uri),
         "worker started"
     );
+
+    if let Some(params) = &config.preload {
+        if !prepare(&config, params, &shutdown).await {
+            return Ok(());
+        }
+    }
 
     let mut consumers: SelectAll<Consumer> = SelectAll::new();
     let mut tags: Vec<String> = Vec::new();

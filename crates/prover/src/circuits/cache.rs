@@ -116,21 +116,21 @@ pub(crate) fn decode<T: Cached>(entry: &[u8]) -> Result<T, EntryError> {
     Ok(circuit)
 }
 
-/// Loads the circuit `name` of the set `set` from `cache`, or builds it and saves it there.
-pub(crate) fn load_or_build<T: Cached>(
-    cache: Option<&Arc<dyn CircuitCache>>,
-    set: &str,
-    name: &str,
-    build: impl FnOnce() -> T,
-) -> T {
-    let Some(cache) = cache else { return build() };
-    let key = format!("circuits/{set}/{name}");
+/// What the cache holds for one circuit.
+enum Found<T> {
+    Circuit(T),
+    /// Nothing usable: a later save must `replace` what is there when it is damaged.
+    Absent { replace: bool },
+}
+
+/// Looks the circuit up; a damaged or unreadable entry is logged and reported absent.
+fn find<T: Cached>(cache: &dyn CircuitCache, key: &str, name: &str) -> Found<T> {
     let started = Instant::now();
-    let replace = match cache.load(&key) {
+    let replace = match cache.load(key) {
         Ok(Loaded::Entry(entry)) => match decode::<T>(&entry) {
             Ok(circuit) => {
                 tracing::info!(circuit = name, key = %key, ms = started.elapsed().as_millis() as u64, "circuit loaded from the cache");
-                return circuit;
+                return Found::Circuit(circuit);
             }
             Err(e) => {
                 tracing::warn!(circuit = name, key = %key, error = %e, "cached circuit rejected; building it");
@@ -146,6 +146,30 @@ pub(crate) fn load_or_build<T: Cached>(
             tracing::warn!(circuit = name, cache = %cache.location(), error = %e, "circuit cache unreadable; building");
             false
         }
+    };
+    Found::Absent { replace }
+}
+
+/// Loads the circuit `name` of the set `set` from `cache` if it holds a sound entry; builds nothing.
+pub(crate) fn load<T: Cached>(cache: &dyn CircuitCache, set: &str, name: &str) -> Option<T> {
+    match find(cache, &format!("circuits/{set}/{name}"), name) {
+        Found::Circuit(circuit) => Some(circuit),
+        Found::Absent { .. } => None,
+    }
+}
+
+/// Loads the circuit `name` of the set `set` from `cache`, or builds it and saves it there.
+pub(crate) fn load_or_build<T: Cached>(
+    cache: Option<&Arc<dyn CircuitCache>>,
+    set: &str,
+    name: &str,
+    build: impl FnOnce() -> T,
+) -> T {
+    let Some(cache) = cache else { return build() };
+    let key = format!("circuits/{set}/{name}");
+    let replace = match find(cache.as_ref(), &key, name) {
+        Found::Circuit(circuit) => return circuit,
+        Found::Absent { replace } => replace,
     };
     let started = Instant::now();
     let circuit = build();

@@ -12,6 +12,7 @@ pub mod chain;
 
 use std::sync::{Arc, OnceLock};
 
+use common::Round;
 use plonky2::hash::hash_types::HashOutTarget;
 use plonky2::iop::target::Target;
 use plonky2::plonk::circuit_builder::CircuitBuilder;
@@ -112,6 +113,54 @@ impl CircuitSet {
 
     pub fn compress(&self) -> &CompressCircuit {
         self.compress.get_or_init(|| self.load_or_build("compress", || CompressCircuit::build(self.final_circuit())))
+    }
+
+    /// Loads, or builds, every circuit that tasks of `round` prove with or decode their inputs
+    /// with, so that the first such task does not wait for them.
+    pub fn prepare(&self, round: Round) {
+        match round {
+            Round::Witness => {}
+            Round::Basic => {
+                self.basic();
+            }
+            Round::Aggregate => {
+                // Level 1 decodes basic proofs, and each level builds on the one below.
+                for level in 1..=self.params.levels {
+                    self.aggregate(level);
+                }
+            }
+            Round::Final => {
+                self.aggregate(self.params.levels);
+                self.final_circuit();
+            }
+            Round::Compress => {
+                self.final_circuit();
+                self.compress();
+            }
+        }
+    }
+
+    /// Loads the circuits of the rounds after `basic` that the cache already holds, and builds
+    /// none. Run on a spare thread while the basic proofs run, it takes the loading off the
+    /// serial end of a job (the upper aggregation levels, `final` and `compress` run one task at
+    /// a time). A circuit the cache lacks is left to the task that needs it: building it here
+    /// would take the CPU from the basic proofs, which measured slower (docs/benchmarks.md).
+    pub fn load_cached(&self) {
+        let Some(cache) = self.cache.as_deref() else { return };
+        for (i, cell) in self.aggregates.iter().enumerate() {
+            self.fill_from(cache, cell, &format!("aggregate-{}", i + 1));
+        }
+        self.fill_from(cache, &self.final_, "final");
+        self.fill_from(cache, &self.compress, "compress");
+    }
+
+    fn fill_from<T: cache::Cached>(&self, cache: &dyn CircuitCache, cell: &OnceLock<T>, name: &str) {
+        if cell.get().is_none() {
+            if let Some(circuit) = cache::load(cache, &self.cache_key, name) {
+                // A task may have filled it meanwhile: the same circuit either way.
+                let _ = cell.set(circuit);
+            }
+        }
     }
 
     fn load_or_build<T: cache::Cached>(&self, name: &str, build: impl FnOnce() -> T) -> T {
