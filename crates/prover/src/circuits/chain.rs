@@ -182,7 +182,7 @@ pub struct CompressCircuit {
 /// proof-of-work bits ≥ 100: 4 × 21 + 16) in a smaller proof, at the price of a low-degree
 /// extension twice as large as the other rounds': 106 KB against the final proof's 147 KB. Rate
 /// 2^-6 with 14 queries gave 78 KB, but proved three to four times slower (15 s against 4 s on two
-/// cores, the longest task of a job's serial end) and made a cache entry of 401 MiB against 121.
+/// cores, the longest task of a job's serial end) and made a cache entry of 401 MiB against 116.
 pub fn compress_config() -> CircuitConfig {
     let standard = CircuitConfig::standard_recursion_config();
     CircuitConfig {
