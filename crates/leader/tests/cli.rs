@@ -300,6 +300,11 @@ fn versions_usage_errors_and_exit_codes() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).starts_with("error: --circuit-cache: "), "{}", stderr(&out));
     env.assert_store_clean();
+    // Circuit parameters a worker cannot preload: one line and 64, before it connects anywhere.
+    let worker = Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker");
+    let out = run(worker.to_str().unwrap(), &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f", "--preload", "--levels", "9"], None, &env.store());
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "error: --preload: levels 9 is outside 1..=6\n");
 }
 
 #[test]

@@ -131,6 +131,13 @@ impl Cli {
         if self.concurrency == 0 {
             return Err(usage("--concurrency must be at least 1"));
         }
+        let preload = if self.preload {
+            let params = self.params.params();
+            params.validate().map_err(|e| ConfigError::Usage(format!("--preload: {e}")))?;
+            Some(prover::fleet::encode_params(&params))
+        } else {
+            None
+        };
         let store = self.store.open().await.map_err(|e| match e {
             StoreError::BadUrl { .. } => ConfigError::Usage(format!("--store: {e}")),
             e => ConfigError::Store(e),
@@ -159,7 +166,7 @@ impl Cli {
             grace: Duration::from_secs(self.grace_period),
             http: self.metrics_addr,
             max_tasks: self.max_tasks,
-            preload: self.preload.then(|| prover::fleet::encode_params(&self.params.params())),
+            preload,
             idle_exit: self.idle_exit.map(Duration::from_secs),
         })
     }
