@@ -93,11 +93,10 @@ async fn prepare(config: &Config, params: &[u8], shutdown: &CancellationToken) -
     let started = std::time::Instant::now();
     info!(rounds = ?config.rounds.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "preparing circuits before taking tasks");
     let (backend, params, rounds) = (config.backend.clone(), params.to_vec(), config.rounds.clone());
-    let preparing = tokio::task::spawn_blocking(move || backend.prepare(&params, &rounds));
+    let preparing = tokio::task::spawn_blocking(move || backend.prepare(&params, &rounds).map_err(|e| e.to_string()));
     tokio::select! {
-        prepared = preparing => match prepared {
-            Ok(Ok(())) => info!(ms = started.elapsed().as_millis() as u64, "circuits ready"),
-            Ok(Err(e)) => warn!(error = %e, "preparing circuits failed; tasks will prepare their own"),
+        prepared = preparing => match prepared.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(()) => info!(ms = started.elapsed().as_millis() as u64, "circuits ready"),
             Err(e) => warn!(error = %e, "preparing circuits failed; tasks will prepare their own"),
         },
         _ = shutdown.cancelled() => {

@@ -123,6 +123,11 @@ enum Found<T> {
     Absent { replace: bool },
 }
 
+/// The key of the circuit `name` of the set `set`.
+fn entry_key(set: &str, name: &str) -> String {
+    format!("circuits/{set}/{name}")
+}
+
 /// Looks the circuit up; a damaged or unreadable entry is logged and reported absent.
 fn find<T: Cached>(cache: &dyn CircuitCache, key: &str, name: &str) -> Found<T> {
     let started = Instant::now();
@@ -133,17 +138,17 @@ fn find<T: Cached>(cache: &dyn CircuitCache, key: &str, name: &str) -> Found<T> 
                 return Found::Circuit(circuit);
             }
             Err(e) => {
-                tracing::warn!(circuit = name, key = %key, error = %e, "cached circuit rejected; building it");
+                tracing::warn!(circuit = name, key = %key, error = %e, "cached circuit rejected");
                 true
             }
         },
         Ok(Loaded::Missing) => false,
         Ok(Loaded::Corrupt(e)) => {
-            tracing::warn!(circuit = name, key = %key, error = %e, "cached circuit damaged; building it");
+            tracing::warn!(circuit = name, key = %key, error = %e, "cached circuit damaged");
             true
         }
         Err(e) => {
-            tracing::warn!(circuit = name, cache = %cache.location(), error = %e, "circuit cache unreadable; building");
+            tracing::warn!(circuit = name, cache = %cache.location(), error = %e, "circuit cache unreadable");
             false
         }
     };
@@ -152,7 +157,7 @@ fn find<T: Cached>(cache: &dyn CircuitCache, key: &str, name: &str) -> Found<T> 
 
 /// Loads the circuit `name` of the set `set` from `cache` if it holds a sound entry; builds nothing.
 pub(crate) fn load<T: Cached>(cache: &dyn CircuitCache, set: &str, name: &str) -> Option<T> {
-    match find(cache, &format!("circuits/{set}/{name}"), name) {
+    match find(cache, &entry_key(set, name), name) {
         Found::Circuit(circuit) => Some(circuit),
         Found::Absent { .. } => None,
     }
@@ -166,7 +171,7 @@ pub(crate) fn load_or_build<T: Cached>(
     build: impl FnOnce() -> T,
 ) -> T {
     let Some(cache) = cache else { return build() };
-    let key = format!("circuits/{set}/{name}");
+    let key = entry_key(set, name);
     let replace = match find(cache.as_ref(), &key, name) {
         Found::Circuit(circuit) => return circuit,
         Found::Absent { replace } => replace,

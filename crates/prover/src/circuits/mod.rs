@@ -55,6 +55,11 @@ pub(crate) fn chunk_public(pis: &[Target]) -> ChunkPublicTargets {
     }
 }
 
+/// The cache name of the aggregate circuit of `level` (1-based).
+fn aggregate_name(level: usize) -> String {
+    format!("aggregate-{level}")
+}
+
 /// Every circuit of one parameter set, each loaded from the cache or built the first time a task
 /// needs it, and then shared by every thread of the process.
 pub struct CircuitSet {
@@ -99,7 +104,7 @@ impl CircuitSet {
     pub fn aggregate(&self, level: usize) -> &AggregateCircuit {
         assert!((1..=self.params.levels).contains(&level), "aggregate level {level} out of range");
         self.aggregates[level - 1].get_or_init(|| {
-            self.load_or_build(&format!("aggregate-{level}"), || {
+            self.load_or_build(&aggregate_name(level), || {
                 let child = if level == 1 { &self.basic().data } else { &self.aggregate(level - 1).data };
                 AggregateCircuit::build(child, self.params.arity)
             })
@@ -124,7 +129,8 @@ impl CircuitSet {
                 self.basic();
             }
             Round::Aggregate => {
-                // Level 1 decodes basic proofs, and each level builds on the one below.
+                // Level 1 decodes its children with the basic circuit's data.
+                self.basic();
                 for level in 1..=self.params.levels {
                     self.aggregate(level);
                 }
@@ -148,7 +154,7 @@ impl CircuitSet {
     pub fn load_cached(&self) {
         let Some(cache) = self.cache.as_deref() else { return };
         for (i, cell) in self.aggregates.iter().enumerate() {
-            self.fill_from(cache, cell, &format!("aggregate-{}", i + 1));
+            self.fill_from(cache, cell, &aggregate_name(i + 1));
         }
         self.fill_from(cache, &self.final_, "final");
         self.fill_from(cache, &self.compress, "compress");
