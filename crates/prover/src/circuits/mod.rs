@@ -10,9 +10,10 @@ pub mod basic;
 pub mod cache;
 pub mod chain;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use common::Round;
+use once_cell::sync::OnceCell;
 use plonky2::hash::hash_types::HashOutTarget;
 use plonky2::iop::target::Target;
 use plonky2::plonk::circuit_builder::CircuitBuilder;
@@ -67,10 +68,10 @@ pub struct CircuitSet {
     cache: Option<Arc<dyn CircuitCache>>,
     /// Names this set's entries in the cache ([`cache::set_key`]).
     cache_key: String,
-    basic: OnceLock<BasicCircuit>,
-    aggregates: Vec<OnceLock<AggregateCircuit>>,
-    final_: OnceLock<FinalCircuit>,
-    compress: OnceLock<CompressCircuit>,
+    basic: OnceCell<BasicCircuit>,
+    aggregates: Vec<OnceCell<AggregateCircuit>>,
+    final_: OnceCell<FinalCircuit>,
+    compress: OnceCell<CompressCircuit>,
 }
 
 impl CircuitSet {
@@ -85,10 +86,10 @@ impl CircuitSet {
             params,
             cache,
             cache_key: cache::set_key(&params),
-            basic: OnceLock::new(),
-            aggregates: (0..params.levels).map(|_| OnceLock::new()).collect(),
-            final_: OnceLock::new(),
-            compress: OnceLock::new(),
+            basic: OnceCell::new(),
+            aggregates: (0..params.levels).map(|_| OnceCell::new()).collect(),
+            final_: OnceCell::new(),
+            compress: OnceCell::new(),
         }
     }
 
@@ -160,13 +161,10 @@ impl CircuitSet {
         self.fill_from(cache, &self.compress, "compress");
     }
 
-    fn fill_from<T: cache::Cached>(&self, cache: &dyn CircuitCache, cell: &OnceLock<T>, name: &str) {
-        if cell.get().is_none() {
-            if let Some(circuit) = cache::load(cache, &self.cache_key, name) {
-                // A task may have filled it meanwhile: the same circuit either way.
-                let _ = cell.set(circuit);
-            }
-        }
+    fn fill_from<T: cache::Cached>(&self, cache: &dyn CircuitCache, cell: &OnceCell<T>, name: &str) {
+        // A task that needs the circuit meanwhile waits for this load instead of loading it
+        // again; an entry that is missing leaves the cell empty for the task to build.
+        let _ = cell.get_or_try_init(|| cache::load(cache, &self.cache_key, name).ok_or(()));
     }
 
     fn load_or_build<T: cache::Cached>(&self, name: &str, build: impl FnOnce() -> T) -> T {
