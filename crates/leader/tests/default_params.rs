@@ -1,4 +1,4 @@
-//! The default circuit parameters (32-level tree, 80-transaction chunks, arity 2, 5 levels) prove
+//! The default circuit parameters (32-level tree, 91-transaction chunks, arity 2, 5 levels) prove
 //! and verify a real batch end to end: a full chunk and a partial one, so that a level 1
 //! aggregate verifies two 2^14-row basic proofs.
 
@@ -32,7 +32,7 @@ fn default_parameters_prove_and_verify() {
 
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     assert_eq!(file["params"]["tree_depth"], 32);
-    assert_eq!(file["params"]["chunk_size"], 80);
+    assert_eq!(file["params"]["chunk_size"], 91);
     assert_eq!(file["params"]["levels"], 5);
 
     let mut verify = Command::new(leader);

@@ -19,7 +19,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { tree_depth: 32, chunk_size: 80, arity: 2, levels: 5 }
+        Self { tree_depth: 32, chunk_size: 91, arity: 2, levels: 5 }
     }
 }
 

@@ -48,3 +48,29 @@ fn basic_circuit_proves_valid_chunks_and_nothing_else() {
     bad_path.txs[1].receiver_path[3][0] ^= 1;
     assert!(backend.prove_basic(&bad_path).is_err(), "a wrong path must not prove");
 }
+
+/// Limb boundaries: a debit that borrows through two 32-bit limbs, a nonce that carries into its
+/// high limb, a credit that carries, and a credit to exactly 2^128 - 1 all prove.
+#[test]
+fn basic_circuit_proves_carries_and_borrows_across_limbs() {
+    const C: &str = "0x1111111111111111111111111111111111111111";
+    let max = u128::MAX;
+    let json = format!(
+        r#"{{"version":1,"chain_id":5,"batch_number":1,
+            "accounts":[{{"address":"{A}","balance":"{a}","nonce":{n}}},
+                        {{"address":"{B}","balance":"{b}","nonce":0}},
+                        {{"address":"{C}","balance":"{c}","nonce":0}}],
+            "transactions":[{{"from":"{A}","to":"{B}","value":"5","nonce":{n}}},
+                            {{"from":"{A}","to":"{C}","value":"1","nonce":{n1}}}]}}"#,
+        a = 1u128 << 64,
+        b = max - 5,
+        c = u32::MAX,
+        n = u32::MAX,
+        n1 = u32::MAX as u64 + 1,
+    );
+    let batch = &parse_batches(&json).unwrap()[0];
+    let chunk = execute(batch, &params()).unwrap().chunks.remove(0);
+    assert_eq!(chunk.txs[0].receiver_balance + 5, max, "the first credit ends at 2^128 - 1");
+    let backend = Backend::new(params());
+    backend.prove_basic(&chunk).expect("carries and borrows across limbs prove");
+}

@@ -59,6 +59,16 @@ fn range_check_all(b: &mut CircuitBuilder<F, D>, limbs: &[Target]) {
     }
 }
 
+/// `t = low + 2^32·high` for a `t` below 2^33, in one row: the 33 bits of `t` (one `BaseSumGate`)
+/// make `low` a 32-bit value and `high` a bit. `split_low_high` takes two rows for the same, one
+/// range check for each part; a transfer has ten such splits.
+fn split_u32_carry(b: &mut CircuitBuilder<F, D>, t: Target) -> (Target, BoolTarget) {
+    let bits = b.split_le(t, 33);
+    let high = bits[32];
+    let low = b.mul_const_add(-F::from_canonical_u64(1 << 32), high.target, t);
+    (low, high)
+}
+
 /// Limb-wise `a - b`; returns the difference and whether it underflowed.
 fn sub_u32_limbs<const N: usize>(
     b: &mut CircuitBuilder<F, D>,
@@ -73,8 +83,8 @@ fn sub_u32_limbs<const N: usize>(
         let t = b.add(x[i], two32);
         let t = b.sub(t, y[i]);
         let t = b.sub(t, borrow);
-        let (low, no_borrow) = b.split_low_high(t, 32, 33);
-        borrow = b.sub(one, no_borrow);
+        let (low, no_borrow) = split_u32_carry(b, t);
+        borrow = b.sub(one, no_borrow.target);
         low
     });
     (out, borrow)
@@ -90,8 +100,8 @@ fn add_u32_limbs<const N: usize>(
     let out = std::array::from_fn(|i| {
         let t = b.add(x[i], y[i]);
         let t = b.add(t, carry);
-        let (low, high) = b.split_low_high(t, 32, 33);
-        carry = high;
+        let (low, high) = split_u32_carry(b, t);
+        carry = high.target;
         low
     });
     (out, carry)
@@ -178,9 +188,30 @@ pub fn basic_config() -> CircuitConfig {
     }
 }
 
+/// What `define` leaves for `prove` to fill in.
+struct Inputs {
+    root_before: HashOutTarget,
+    commit_before: HashOutTarget,
+    slots: Vec<SlotTargets>,
+}
+
 impl BasicCircuit {
     pub fn build(params: &Params) -> Self {
         let mut b = CircuitBuilder::<F, D>::new(basic_config());
+        let Inputs { root_before, commit_before, slots } = Self::define(&mut b, params);
+        let data = b.build::<C>();
+        Self { data, root_before, commit_before, slots }
+    }
+
+    /// Gates the circuit has at `params` before padding to a power of two: `chunk_size` fits the
+    /// 2^14 rows of the default circuit while this stays at or below 16,384.
+    pub fn gate_count(params: &Params) -> usize {
+        let mut b = CircuitBuilder::<F, D>::new(basic_config());
+        Self::define(&mut b, params);
+        b.num_gates()
+    }
+
+    fn define(b: &mut CircuitBuilder<F, D>, params: &Params) -> Inputs {
         let depth = params.tree_depth;
         let root_before = b.add_virtual_hash();
         let commit_before = b.add_virtual_hash();
@@ -192,45 +223,45 @@ impl BasicCircuit {
         for _ in 0..params.chunk_size {
             let s = SlotTargets {
                 active: b.add_virtual_bool_target_safe(),
-                from: virtual_array(&mut b),
-                to: virtual_array(&mut b),
-                value: virtual_array(&mut b),
-                nonce: virtual_array(&mut b),
-                sender_balance: virtual_array(&mut b),
+                from: virtual_array(b),
+                to: virtual_array(b),
+                value: virtual_array(b),
+                nonce: virtual_array(b),
+                sender_balance: virtual_array(b),
                 sender_path: (0..depth).map(|_| b.add_virtual_hash()).collect(),
-                receiver_balance: virtual_array(&mut b),
-                receiver_nonce: virtual_array(&mut b),
+                receiver_balance: virtual_array(b),
+                receiver_nonce: virtual_array(b),
                 receiver_path: (0..depth).map(|_| b.add_virtual_hash()).collect(),
             };
-            range_check_all(&mut b, &s.from);
-            range_check_all(&mut b, &s.to);
-            range_check_all(&mut b, &s.value);
-            let from_bits = position_bits(&mut b, s.from, depth);
-            let to_bits = position_bits(&mut b, s.to, depth);
+            range_check_all(b, &s.from);
+            range_check_all(b, &s.to);
+            range_check_all(b, &s.value);
+            let from_bits = position_bits(b, s.from, depth);
+            let to_bits = position_bits(b, s.to, depth);
 
             // Sender: present in the current tree with the transaction's nonce.
-            let sender_leaf = leaf(&mut b, s.from, s.sender_balance, s.nonce);
-            let computed = merkle_root(&mut b, sender_leaf, &from_bits, &s.sender_path);
-            assert_hash_eq_if(&mut b, s.active, computed, root);
+            let sender_leaf = leaf(b, s.from, s.sender_balance, s.nonce);
+            let computed = merkle_root(b, sender_leaf, &from_bits, &s.sender_path);
+            assert_hash_eq_if(b, s.active, computed, root);
 
             // Debit: no borrow out of the balance, no carry out of the nonce.
-            let (debited, borrow) = sub_u32_limbs(&mut b, s.sender_balance, s.value);
-            assert_zero_if(&mut b, s.active, borrow);
+            let (debited, borrow) = sub_u32_limbs(b, s.sender_balance, s.value);
+            assert_zero_if(b, s.active, borrow);
             let one = b.one();
             let zero = b.zero();
-            let (next_nonce, nonce_carry) = add_u32_limbs(&mut b, s.nonce, [one, zero]);
-            assert_zero_if(&mut b, s.active, nonce_carry);
-            let debited_leaf = leaf(&mut b, s.from, debited, next_nonce);
-            let mid_root = merkle_root(&mut b, debited_leaf, &from_bits, &s.sender_path);
+            let (next_nonce, nonce_carry) = add_u32_limbs(b, s.nonce, [one, zero]);
+            assert_zero_if(b, s.active, nonce_carry);
+            let debited_leaf = leaf(b, s.from, debited, next_nonce);
+            let mid_root = merkle_root(b, debited_leaf, &from_bits, &s.sender_path);
 
             // Receiver: present in the intermediate tree, credited without overflow.
-            let receiver_leaf = leaf(&mut b, s.to, s.receiver_balance, s.receiver_nonce);
-            let computed = merkle_root(&mut b, receiver_leaf, &to_bits, &s.receiver_path);
-            assert_hash_eq_if(&mut b, s.active, computed, mid_root);
-            let (credited, carry) = add_u32_limbs(&mut b, s.receiver_balance, s.value);
-            assert_zero_if(&mut b, s.active, carry);
-            let credited_leaf = leaf(&mut b, s.to, credited, s.receiver_nonce);
-            let new_root = merkle_root(&mut b, credited_leaf, &to_bits, &s.receiver_path);
+            let receiver_leaf = leaf(b, s.to, s.receiver_balance, s.receiver_nonce);
+            let computed = merkle_root(b, receiver_leaf, &to_bits, &s.receiver_path);
+            assert_hash_eq_if(b, s.active, computed, mid_root);
+            let (credited, carry) = add_u32_limbs(b, s.receiver_balance, s.value);
+            assert_zero_if(b, s.active, carry);
+            let credited_leaf = leaf(b, s.to, credited, s.receiver_nonce);
+            let new_root = merkle_root(b, credited_leaf, &to_bits, &s.receiver_path);
 
             let mut tx = commit.elements.to_vec();
             tx.extend(s.from);
@@ -239,18 +270,17 @@ impl BasicCircuit {
             tx.extend(s.nonce);
             let new_commit = b.hash_n_to_hash_no_pad::<PoseidonHash>(tx);
 
-            root = select_hash(&mut b, s.active, new_root, root);
-            commit = select_hash(&mut b, s.active, new_commit, commit);
+            root = select_hash(b, s.active, new_root, root);
+            commit = select_hash(b, s.active, new_commit, commit);
             count = b.add(count, s.active.target);
             slots.push(s);
         }
 
         register_chunk_public(
-            &mut b,
+            b,
             &ChunkPublicTargets { root_before, root_after: root, commit_before, commit_after: commit, count },
         );
-        let data = b.build::<C>();
-        Self { data, root_before, commit_before, slots }
+        Inputs { root_before, commit_before, slots }
     }
 
     pub fn prove(&self, chunk: &ChunkWitness) -> anyhow::Result<ProofWithPublicInputs<F, C, D>> {
