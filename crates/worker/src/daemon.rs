@@ -5,11 +5,10 @@
 //! A worker that dies anywhere before the ack leaves the task to be redelivered, and the
 //! redelivered task finds its output in the store and is not proven again.
 //!
-//! Backpressure: every consumer has a prefetch of `concurrency`. With one queue that alone keeps
-//! the worker from holding more tasks than it has slots. Quorum queues cannot share one prefetch
-//! across a channel's consumers, so a worker of several queues cancels its consumers when every
-//! slot is busy and consumes again once a slot frees. A busy worker does not sit on tasks that an
-//! idle one could take.
+//! Backpressure: every consumer has a prefetch of `concurrency`; quorum queues cannot share one
+//! prefetch across a channel, so when every slot is busy the worker cancels its consumers and
+//! consumes again once a slot frees. A busy worker does not sit on tasks that an idle one could
+//! take.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -167,10 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             running.spawn(handle(delivery, shared.clone()));
         }
         let full = running.len() >= config.concurrency;
-        // One consumer's prefetch already bounds what it is given; cancelling and consuming again
-        // for every full house would cost two broker round trips per few tasks.
-        let could_hoard = full && config.rounds.len() > 1;
-        if (could_hoard || stopping) && !tags.is_empty() {
+        if (full || stopping) && !tags.is_empty() {
             for tag in tags.drain(..) {
                 // During a reconnection the cancel waits for the recovered channel: a consumer
                 // left behind would be restored by the recovery and hoard tasks.
