@@ -203,8 +203,9 @@ impl BasicCircuit {
         Self { data, root_before, commit_before, slots }
     }
 
-    /// Gates the circuit has at `params` before padding to a power of two: `chunk_size` fits the
-    /// 2^14 rows of the default circuit while this stays at or below 16,384.
+    /// Gates the circuit has at `params` before `build` adds its own (public input hashing,
+    /// constants) and pads to a power of two: a first estimate of whether a chunk size fits its
+    /// rows. Only a build tells for sure (`examples/basic_rows.rs --build`).
     pub fn gate_count(params: &Params) -> usize {
         let mut b = CircuitBuilder::<F, D>::new(basic_config());
         Self::define(&mut b, params);
