@@ -14,7 +14,7 @@ use futures_util::stream::{SelectAll, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection};
+use lapin::{Acker, BasicProperties, Connection};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,9 @@ use crate::Exit;
 
 /// Tasks the leader may have published and not yet seen confirmed.
 const PUBLISH_WINDOW: usize = 256;
+
+/// Results the leader takes before it acks them, at most (fewer when no more are waiting).
+const ACK_BATCH: usize = 64;
 
 /// Connects to the broker, or says in one line why not (exit 1).
 pub async fn connect(uri: &str) -> Result<Connection, Exit> {
@@ -59,12 +62,15 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
     let broker_err = |e: lapin::Error| Exit::Other(format!("broker: {e}"));
     let publisher = Publisher::new(&connection).await.map_err(|e| Exit::Other(e.to_string()))?;
     topology::declare(publisher.channel()).await.map_err(broker_err)?;
-    let consume = connection.create_channel().await.map_err(broker_err)?;
-    consume.basic_qos(PUBLISH_WINDOW as u16, BasicQosOptions::default()).await.map_err(broker_err)?;
+    // One channel per job's results queue: delivery tags count per channel, so acking the latest
+    // delivery of a channel with `multiple` covers exactly the messages already handed over.
+    let mut channels = Vec::with_capacity(jobs.len());
     let mut consumers = SelectAll::new();
     for job in jobs {
         let queue = topology::declare_results(publisher.channel(), job).await.map_err(broker_err)?;
-        let consumer = consume
+        let channel = connection.create_channel().await.map_err(broker_err)?;
+        channel.basic_qos(PUBLISH_WINDOW as u16, BasicQosOptions::default()).await.map_err(broker_err)?;
+        let consumer = channel
             .basic_consume(
                 queue.as_str().into(),
                 format!("leader/{job}").as_str().into(),
@@ -73,7 +79,9 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
             )
             .await
             .map_err(broker_err)?;
-        consumers.push(consumer);
+        let i = channels.len();
+        consumers.push(consumer.map(move |item| (i, item)));
+        channels.push(channel);
     }
 
     let (task_tx, mut task_rx) = mpsc::channel::<Task>(PUBLISH_WINDOW);
@@ -109,28 +117,49 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
         }
     });
 
-    // Following: every message of the results queues becomes an event, acked once handed over.
+    // Following: every message of the results queues becomes an event. Acks are batched: once a
+    // message is handed over, the latest delivery of its channel is acked with `multiple` (which
+    // covers the earlier ones) when no further message is waiting or every `ACK_BATCH` messages.
+    // The follower does not wait on a broker round trip per result, and the broker handles one
+    // ack frame per batch. A leader that dies with acks pending sees those results again on
+    // resume; the coordinator ignores a result it has already taken.
     let stop = shutdown.clone();
     background.spawn(async move {
+        let mut pending: Vec<Option<Acker>> = vec![None; channels.len()];
+        let mut unacked = 0usize;
         loop {
             let item = tokio::select! {
+                biased;
                 _ = stop.cancelled() => break,
                 item = consumers.next() => item,
+                // Reached only when no message is waiting.
+                () = std::future::ready(()), if unacked > 0 => {
+                    ack_pending(&mut pending).await;
+                    unacked = 0;
+                    continue;
+                }
             };
             match item {
                 None => break,
-                Some(Ok(delivery)) => {
+                Some((i, Ok(delivery))) => {
                     let event = event_of(&delivery, &store).await;
                     if let Some(event) = event {
                         if event_tx.send(event).await.is_err() {
                             break;
                         }
                     }
-                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    pending[i] = Some(delivery.acker);
+                    unacked += 1;
+                    if unacked >= ACK_BATCH {
+                        ack_pending(&mut pending).await;
+                        unacked = 0;
+                    }
                 }
-                Some(Err(e)) => {
+                Some((i, Err(e))) => {
+                    // Deliveries of the lost channel come again after the recovery.
+                    pending[i] = None;
                     tracing::warn!(error = %e, "broker connection lost; waiting for recovery");
-                    if let Err(e) = consume.wait_for_recovery(e).await {
+                    if let Err(e) = channels[i].wait_for_recovery(e).await {
                         let _ = event_tx.send(FleetEvent::Lost(format!("broker connection lost: {e}"))).await;
                         break;
                     }
@@ -138,10 +167,21 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
                 }
             }
         }
+        ack_pending(&mut pending).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "leader done".into())).await;
     });
 
     Ok(FleetHandle { tasks: task_tx, events: event_rx, background, shutdown })
+}
+
+/// Acks, on each channel, every delivery up to the latest one handed over.
+async fn ack_pending(pending: &mut [Option<Acker>]) {
+    for acker in pending.iter_mut().filter_map(Option::take) {
+        // After a recovery the old delivery tags are void; the broker redelivers those messages.
+        if let Err(e) = acker.ack(BasicAckOptions { multiple: true }).await {
+            tracing::debug!(error = %e, "ack failed");
+        }
+    }
 }
 
 async fn event_of(delivery: &Delivery, store: &Store) -> Option<FleetEvent> {
