@@ -64,6 +64,19 @@ pub async fn connect(uri: &str, name: &str) -> Result<Connection, BrokerError> {
         .map_err(|e| fail(e.to_string()))
 }
 
+/// Connects to the broker without automatic recovery: when this connection is lost it stays
+/// lost, and its owner opens a new one. For consumers whose owner must know exactly which
+/// consumers the broker holds: a recovering connection registers its consumers again on its
+/// own, concurrently with the owner's own cancels and consumes.
+pub async fn connect_once(uri: &str, name: &str) -> Result<Connection, BrokerError> {
+    let fail = |reason: String| BrokerError::Connect { uri: redact(uri), reason };
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, properties))
+        .await
+        .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+        .map_err(|e| fail(e.to_string()))
+}
+
 /// A channel in confirm mode: every publish waits for the broker to take the message.
 #[derive(Clone)]
 pub struct Publisher {

@@ -28,7 +28,7 @@ fn a_broker_restart_mid_job_is_ridden_out() {
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
 
-    let (code, _, err) = leader.finish(Duration::from_secs(300));
+    let (code, _, err) = leader.finish_beside(Duration::from_secs(300), &[&w1, &w2]);
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     assert_eq!(fleet.values(&proof)["tx_count"], 16);
     // The workers rode it out too: still running, and proving after the restart.

@@ -9,6 +9,9 @@
 //! prefetch across a channel, so when every slot is busy the worker cancels its consumers and
 //! consumes again once a slot frees. A busy worker does not sit on tasks that an idle one could
 //! take.
+//!
+//! Tasks are consumed on a connection of their own that does not recover by itself (see
+//! [`Consuming`]); results and cancellations travel on the worker's recovering connection.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -130,8 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     });
     let control = follow_cancellations(&connection, &config.name, shared.clone()).await?;
 
-    let channel = connection.create_channel().await?;
-    channel.basic_qos(config.concurrency.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await?;
+    let mut consuming = Some(Consuming::open(&config).await?);
     info!(
         worker = %config.name,
         pool = config.pool.as_str(),
@@ -167,44 +169,56 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         }
         let full = running.len() >= config.concurrency;
         if (full || stopping) && !tags.is_empty() {
-            for tag in tags.drain(..) {
-                // During a reconnection the cancel waits for the recovered channel: a consumer
-                // left behind would be restored by the recovery and hoard tasks.
-                loop {
-                    match channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            debug!(error = %e, "cancelling a consumer: waiting for the broker");
-                            channel.wait_for_recovery(e).await?;
-                        }
+            if let Some(c) = &consuming {
+                for tag in tags.drain(..) {
+                    if let Err(e) = c.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
+                        warn!(error = %e, "cancelling a consumer: the broker connection for consuming is lost");
+                        Consuming::drop_lost(&mut consuming);
+                        break;
                     }
                 }
             }
         }
-        if !full && !stopping && tags.is_empty() {
+        // Every consumer ended without an error: the broker cancelled them (a queue deleted) or
+        // closed the connection.
+        if consumers.is_empty() && !tags.is_empty() {
+            tags.clear();
+            if consuming.as_ref().is_some_and(|c| !c.connection.status().connected()) {
+                Consuming::drop_lost(&mut consuming);
+            }
+        }
+        if consuming.is_none() && !stopping {
+            // Deliveries of the lost connection are void: the broker has put them back.
+            consumers = SelectAll::new();
+            tags.clear();
+            held.clear();
+            ready.store(false, Ordering::Relaxed);
+            // `None`: shutting down, which the select below takes up.
+            if let Some(c) = Consuming::reopen(&config, &shutdown).await {
+                info!("broker connection for consuming reopened");
+                consuming = Some(c);
+            }
+        }
+        if let Some(c) = consuming.as_ref().filter(|_| !full && !stopping && tags.is_empty()) {
             generation += 1;
             for round in &config.rounds {
                 let tag = format!("{}/{round}/{generation}", config.name);
                 let queue = topology::task_queue(*round);
-                let consumer = loop {
-                    let consumed = channel
-                        .basic_consume(
-                            queue.as_str().into(),
-                            tag.as_str().into(),
-                            BasicConsumeOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await;
-                    match consumed {
-                        Ok(consumer) => break consumer,
-                        Err(e) => {
-                            debug!(error = %e, "consuming: waiting for the broker");
-                            channel.wait_for_recovery(e).await?;
-                        }
+                let options = BasicConsumeOptions::default();
+                match c.channel.basic_consume(queue.as_str().into(), tag.as_str().into(), options, FieldTable::default()).await {
+                    Ok(consumer) => {
+                        consumers.push(consumer);
+                        tags.push(tag);
                     }
-                };
-                consumers.push(consumer);
-                tags.push(tag);
+                    Err(e) => {
+                        warn!(error = %e, "consuming: the broker connection for consuming is lost");
+                        Consuming::drop_lost(&mut consuming);
+                        break;
+                    }
+                }
+            }
+            if consuming.is_none() {
+                continue;
             }
             ready.store(true, Ordering::Relaxed);
         }
@@ -228,11 +242,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             item = consumers.next(), if !consumers.is_empty() => match item {
                 Some(Ok(delivery)) => held.push_back(delivery),
                 Some(Err(e)) => {
-                    warn!(error = %e, "broker connection lost; waiting for recovery");
-                    ready.store(false, Ordering::Relaxed);
-                    channel.wait_for_recovery(e).await?;
-                    ready.store(!stopping, Ordering::Relaxed);
-                    info!("broker connection recovered");
+                    warn!(error = %e, "broker connection for consuming lost");
+                    Consuming::drop_lost(&mut consuming);
                 }
                 None => {}
             },
@@ -257,10 +268,64 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     }
     running.abort_all();
     control.abort();
-    let _ = channel.close(200, "worker stopping".into()).await;
+    if let Some(c) = consuming {
+        let _ = c.channel.close(200, "worker stopping".into()).await;
+        let _ = c.connection.close(200, "worker stopping".into()).await;
+    }
     let _ = connection.close(200, "worker stopping".into()).await;
     info!("worker stopped");
     Ok(())
+}
+
+/// The connection and channel a worker consumes its task queues on.
+///
+/// It does not recover by itself: a recovering connection would register the worker's consumers
+/// again on its own, concurrently with the worker's cancels, and a consumer cancelled just before
+/// the recovery registered it again would hold tasks that no one reads. When this connection is
+/// lost the worker drops it and opens a new one, with new consumers; the deliveries of the lost
+/// connection go back to their queues. Publishing and cancellations stay on the worker's
+/// recovering connection, so a proof in hand still reports.
+struct Consuming {
+    connection: Connection,
+    channel: lapin::Channel,
+}
+
+impl Consuming {
+    async fn open(config: &Config) -> Result<Self, WorkerError> {
+        let connection = broker::connect_once(&config.amqp_uri, &format!("zkfleet-worker {} tasks", config.name)).await?;
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(config.concurrency.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await?;
+        Ok(Self { connection, channel })
+    }
+
+    /// Lets go of a lost connection (closing it, in case only the channel failed).
+    fn drop_lost(consuming: &mut Option<Self>) {
+        if let Some(lost) = consuming.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), lost.connection.close(200, "reopening".into())).await;
+            });
+        }
+    }
+
+    /// Opens it again, with a growing pause between tries (0.2 s doubling to 5 s) until it
+    /// succeeds; `None` when `shutdown` comes first.
+    async fn reopen(config: &Config, shutdown: &CancellationToken) -> Option<Self> {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                opened = Self::open(config) => match opened {
+                    Ok(c) => return Some(c),
+                    Err(e) => debug!(error = %e, "reopening the broker connection for consuming"),
+                },
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
 }
 
 /// Binds this worker's own queue to the control exchange and records cancelled jobs.

@@ -138,7 +138,13 @@ impl Proc {
     }
 
     /// Waits for the process to exit, at most `timeout`.
-    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<u8>, Vec<String>) {
+    pub fn finish(self, timeout: Duration) -> (Option<i32>, Vec<u8>, Vec<String>) {
+        self.finish_beside(timeout, &[])
+    }
+
+    /// [`Self::finish`], and when the process is still running at the deadline, the failure
+    /// also shows the stderr of `others` (the fleet's workers), to tell where a job stalled.
+    pub fn finish_beside(mut self, timeout: Duration, others: &[&Proc]) -> (Option<i32>, Vec<u8>, Vec<String>) {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -146,7 +152,9 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("process still running after {timeout:?}; stderr:\n{}", self.stderr().join("\n"));
+                let others: Vec<String> =
+                    others.iter().enumerate().map(|(i, p)| format!("--- process {i}:\n{}", p.stderr().join("\n"))).collect();
+                panic!("process still running after {timeout:?}; stderr:\n{}\n{}", self.stderr().join("\n"), others.join("\n"));
             }
             std::thread::park_timeout(Duration::from_millis(50));
         };
