@@ -35,7 +35,10 @@ fn a_broker_restart_mid_job_is_ridden_out() {
     let mut after = Vec::new();
     for (w, n) in [(&mut w1, before[0]), (&mut w2, before[1])] {
         assert!(w.child.try_wait().unwrap().is_none(), "a worker exited:\n{}", w.stderr().join("\n"));
-        after.extend(w.stderr().split_off(n));
+        let lines = w.stderr().split_off(n);
+        // Each consumes on a new connection of its own, not on consumers a recovery registered.
+        assert!(lines.iter().any(|l| l.contains("broker connection for consuming reopened")), "{}", lines.join("\n"));
+        after.extend(lines);
     }
     assert!(after.iter().any(|l| l.contains("task done")), "{}", after.join("\n"));
 }
