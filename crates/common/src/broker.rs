@@ -45,11 +45,7 @@ pub fn redact(uri: &str) -> String {
 /// unreachable host apart within [`CONNECT_TIMEOUT`]; the connection kept afterwards recovers by
 /// itself from a broker restart.
 pub async fn connect(uri: &str, name: &str) -> Result<Connection, BrokerError> {
-    let fail = |reason: String| BrokerError::Connect { uri: redact(uri), reason };
-    let probe = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, ConnectionProperties::default()))
-        .await
-        .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
-        .map_err(|e| fail(e.to_string()))?;
+    let probe = connect_with(uri, ConnectionProperties::default()).await?;
     let _ = probe.close(200, "probe done".into()).await;
 
     let properties = ConnectionProperties::default()
@@ -58,10 +54,7 @@ pub async fn connect(uri: &str, name: &str) -> Result<Connection, BrokerError> {
         .configure_backoff(|b| {
             b.with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(5)).with_max_times(120)
         });
-    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, properties))
-        .await
-        .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
-        .map_err(|e| fail(e.to_string()))
+    connect_with(uri, properties).await
 }
 
 /// Connects to the broker without automatic recovery: when this connection is lost it stays
@@ -69,8 +62,12 @@ pub async fn connect(uri: &str, name: &str) -> Result<Connection, BrokerError> {
 /// consumers the broker holds: a recovering connection registers its consumers again on its
 /// own, concurrently with the owner's own cancels and consumes.
 pub async fn connect_once(uri: &str, name: &str) -> Result<Connection, BrokerError> {
+    connect_with(uri, ConnectionProperties::default().with_connection_name(name.into())).await
+}
+
+/// One connection attempt, bounded by [`CONNECT_TIMEOUT`].
+async fn connect_with(uri: &str, properties: ConnectionProperties) -> Result<Connection, BrokerError> {
     let fail = |reason: String| BrokerError::Connect { uri: redact(uri), reason };
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
     tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, properties))
         .await
         .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
