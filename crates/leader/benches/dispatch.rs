@@ -156,6 +156,7 @@ fn main() {
     let args = args();
     let vhost = format!("zkfleet-bench-{:08x}", rand::random::<u32>());
     management("PUT", &format!("/api/vhosts/{vhost}"));
+    let _cleanup = VhostGuard(vhost.clone());
     management("PUT", &format!("/api/permissions/{vhost}/guest"));
     let uri = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -217,7 +218,17 @@ fn main() {
         drop(telemetry);
         eprintln!("telemetry: {} span export requests received", exported.load(Ordering::Relaxed));
     }
-    management("DELETE", &format!("/api/vhosts/{vhost}"));
+}
+
+/// Deletes the benchmark's virtual host when the run ends, also when it panics (a closed stdout
+/// makes `println!` panic): a virtual host left behind keeps its quorum queues, which cost the
+/// broker CPU in every later run.
+struct VhostGuard(String);
+
+impl Drop for VhostGuard {
+    fn drop(&mut self) {
+        management("DELETE", &format!("/api/vhosts/{}", self.0));
+    }
 }
 
 /// A stand-in for an OTLP collector: takes every POST, counts it, drops the body.
