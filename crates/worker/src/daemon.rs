@@ -168,14 +168,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             running.spawn(handle(delivery, shared.clone()));
         }
         let full = running.len() >= config.concurrency;
-        if (full || stopping) && !tags.is_empty() {
-            if let Some(c) = &consuming {
-                for tag in tags.drain(..) {
-                    if let Err(e) = c.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
-                        warn!(error = %e, "cancelling a consumer: the broker connection for consuming is lost");
-                        Consuming::drop_lost(&mut consuming);
-                        break;
-                    }
+        if let Some(c) = consuming.as_ref().filter(|_| (full || stopping) && !tags.is_empty()) {
+            for tag in tags.drain(..) {
+                if let Err(e) = c.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
+                    warn!(error = %e, "cancelling a consumer: the broker connection for consuming is lost");
+                    Consuming::drop_lost(&mut consuming);
+                    break;
                 }
             }
         }
