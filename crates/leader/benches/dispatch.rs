@@ -166,16 +166,20 @@ fn main() {
         worker::metrics::describe();
         leader::metrics::describe();
     }
-    let telemetry = args.tracing.then(|| {
+    // Logging is set up as every zkfleet process sets it up, span export only with `--tracing`:
+    // without it this is a worker with no OTLP endpoint. Log lines at `warn` either way (no line
+    // per task), unless RUST_LOG says otherwise.
+    std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    std::env::remove_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    if args.tracing {
         let collector = runtime.block_on(collector(exported.clone()));
         std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
-        if std::env::var_os("RUST_LOG").is_none() {
-            std::env::set_var("RUST_LOG", "warn");
-        }
-        let telemetry = common::telemetry::init(common::telemetry::LogFormat::Text, "zkfleet-bench").unwrap();
-        assert!(telemetry.exporting());
-        telemetry
-    });
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    let telemetry = common::telemetry::init(common::telemetry::LogFormat::Text, "zkfleet-bench").unwrap();
+    assert_eq!(telemetry.exporting(), args.tracing);
     runtime.block_on(async {
         let store = Store::open("memory:").unwrap();
         let shutdown = CancellationToken::new();
@@ -214,8 +218,8 @@ fn main() {
             let _ = w.await;
         }
     });
-    if let Some(telemetry) = telemetry {
-        drop(telemetry);
+    drop(telemetry);
+    if args.tracing {
         eprintln!("telemetry: {} span export requests received", exported.load(Ordering::Relaxed));
     }
 }

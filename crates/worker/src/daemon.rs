@@ -5,10 +5,11 @@
 //! A worker that dies anywhere before the ack leaves the task to be redelivered, and the
 //! redelivered task finds its output in the store and is not proven again.
 //!
-//! Backpressure: every consumer has a prefetch of `concurrency`; quorum queues cannot share one
-//! prefetch across a channel, so when every slot is busy the worker cancels its consumers and
-//! consumes again once a slot frees. A busy worker does not sit on tasks that an idle one could
-//! take.
+//! Backpressure: every consumer has a prefetch of `concurrency`. A worker that consumes one
+//! queue needs nothing more: the broker hands it at most `concurrency` unacked tasks. Quorum
+//! queues cannot share one prefetch across a channel, so a worker that consumes several queues
+//! cancels its consumers when every slot is busy and consumes again once a slot frees. Either
+//! way a busy worker does not sit on tasks that an idle one could take.
 //!
 //! Tasks are consumed on a connection of their own that does not recover by itself (see
 //! [`Consuming`]); results and cancellations travel on the worker's recovering connection.
@@ -161,6 +162,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let idle = tokio::time::sleep(config.idle_exit.unwrap_or(far));
     tokio::pin!(idle);
     let mut finished = 0u64;
+    // With one queue the prefetch bounds the tasks in hand; cancelling there would only cost two
+    // broker round trips (a cancel and a consume) per task while the worker is busy.
+    let cancel_when_full = config.rounds.len() > 1;
 
     loop {
         while running.len() < config.concurrency && !stopping {
@@ -168,7 +172,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
             running.spawn(handle(delivery, shared.clone()));
         }
         let full = running.len() >= config.concurrency;
-        if let Some(c) = consuming.as_ref().filter(|_| (full || stopping) && !tags.is_empty()) {
+        if let Some(c) = consuming.as_ref().filter(|_| ((full && cancel_when_full) || stopping) && !tags.is_empty()) {
             for tag in tags.drain(..) {
                 if let Err(e) = c.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
                     warn!(error = %e, "cancelling a consumer: the broker connection for consuming is lost");
