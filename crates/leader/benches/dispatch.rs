@@ -10,8 +10,8 @@
 //! `--telemetry` measures the fleet with its observability on, as a worker with `--metrics-addr`
 //! and an OTLP endpoint runs: the Prometheus recorder installed (`--metrics` alone), every span
 //! exported over OTLP/HTTP to a collector stand-in in this process that reads and drops each
-//! request (`--tracing` alone), log lines at `warn` (as without it, no log line is written per
-//! task).
+//! request (`--tracing` alone). Without it the process logs as a worker without an OTLP endpoint
+//! does. Log lines are at `warn` either way (no line per task) unless `RUST_LOG` says otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
