@@ -1,5 +1,8 @@
 //! A broker restart in the middle of a job: workers and leader ride it out and the job completes.
 //! Alone in its own test binary because it stops the whole local broker for a moment.
+//!
+//! One worker serves the `basic` queue alone (its consumer stays in place while it is busy), the
+//! other every other round (it cancels and consumes again): both ways of consuming must come back.
 
 mod support;
 
@@ -16,8 +19,8 @@ fn rabbitmqctl(args: &[&str]) {
 #[test]
 fn a_broker_restart_mid_job_is_ridden_out() {
     let fleet = Fleet::new();
-    let mut w1 = fleet.worker("w1", &[]);
-    let mut w2 = fleet.worker("w2", &[]);
+    let mut w1 = fleet.worker("w1", &["--rounds", "basic"]);
+    let mut w2 = fleet.worker("w2", &["--rounds", "witness,aggregate,final,compress"]);
     let input = fleet.synth("a.json", 16, 11);
     let proof = fleet.path("a.proof");
     let leader = Proc::spawn(fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()]));
@@ -41,4 +44,13 @@ fn a_broker_restart_mid_job_is_ridden_out() {
         after.extend(lines);
     }
     assert!(after.iter().any(|l| l.contains("task done")), "{}", after.join("\n"));
+    // The queue w1 serves alone is consumed again, by one consumer it registered after the
+    // restart: consumer tags end with the worker's count of consumes, 1 before the restart (its
+    // consumer stays in place while it is busy).
+    let queue = common::topology::task_queue(common::Round::Basic);
+    let basic = support::management_get(&format!("/api/queues/{}/{queue}", fleet.vhost.name));
+    let tags: Vec<&str> = basic["consumer_details"].as_array().unwrap().iter().filter_map(|c| c["consumer_tag"].as_str()).collect();
+    assert_eq!(tags.len(), 1, "one consumer on {queue}: {tags:?}");
+    let generation: u64 = tags[0].strip_prefix("w1/basic/").and_then(|g| g.parse().ok()).unwrap_or(0);
+    assert!(generation >= 2, "w1 consumes {queue} again after the restart: {tags:?}");
 }
