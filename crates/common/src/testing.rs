@@ -1,5 +1,5 @@
-//! Test support (feature `testing`): a real S3-compatible server on loopback for integration
-//! tests. It runs `s3s-fs` (installed by `scripts/start-services`), which checks request
+//! Test support (feature `testing`): tasks that need nothing, and a real S3-compatible server on
+//! loopback for integration tests. It runs `s3s-fs` (installed by `scripts/start-services`), which checks request
 //! signatures as S3 does and keeps each object as a plain file, so a test can change an object's
 //! bytes behind the store's back.
 
@@ -9,7 +9,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::store::{digest, S3Options, S3Store, StoreArgs, StoreError};
-use crate::Store;
+use crate::{Round, Store, Task};
+
+/// A task of `round` with no inputs and no outputs: any backend runs it without the store, as
+/// benchmarks and tests of the dispatch path need. Aggregates are at level 1, other rounds at 0.
+pub fn empty_task(job: &str, round: Round, index: u32) -> Task {
+    Task {
+        job: job.into(),
+        batch: 0,
+        round,
+        level: u32::from(round == Round::Aggregate),
+        index,
+        tx_range: (0, 0),
+        inputs: vec![],
+        input_digests: vec![],
+        outputs: vec![],
+        params: vec![],
+        meta: Default::default(),
+        attempt: 1,
+        trace: Default::default(),
+    }
+}
 
 pub const ACCESS_KEY: &str = "zkfleet-test";
 pub const SECRET_KEY: &str = "zkfleet-test-secret";

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::topology::Pool;
-use common::{Round, Store, Task};
+use common::{Round, Store};
 use leader::fleet::{FleetEvent, FleetHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -74,24 +74,6 @@ fn management(method: &str, path: &str) {
     result.unwrap_or_else(|e| panic!("management api {path}: {e}"));
 }
 
-fn noop_task(job: &str, index: u32) -> Task {
-    Task {
-        job: job.into(),
-        batch: 0,
-        round: Round::Basic,
-        level: 0,
-        index,
-        tx_range: (0, 0),
-        inputs: vec![],
-        input_digests: vec![],
-        outputs: vec![],
-        params: vec![],
-        meta: Default::default(),
-        attempt: 1,
-        trace: Default::default(),
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -116,7 +98,7 @@ async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, win
         while next < count && sent.len() < window {
             let index = first + next as u32;
             sent.insert(index, Instant::now());
-            fleet.tasks.send(noop_task(job, index)).await.expect("fleet takes tasks");
+            fleet.tasks.send(common::testing::empty_task(job, Round::Basic, index)).await.expect("fleet takes tasks");
             next += 1;
         }
         match fleet.events.recv().await.expect("fleet reports") {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use common::testing::empty_task;
 use common::topology::Pool;
 use common::{ProvingBackend, Round, Store, Task, TaskError};
 use leader::fleet::{FleetEvent, FleetHandle};
@@ -79,24 +80,6 @@ fn worker(uri: &str, store: &Store, name: &str, rounds: &[Round], backend: Arc<d
     }
 }
 
-fn task(job: &str, round: Round, index: u32) -> Task {
-    Task {
-        job: job.into(),
-        batch: 0,
-        round,
-        level: u32::from(round == Round::Aggregate),
-        index,
-        tx_range: (0, 0),
-        inputs: vec![],
-        input_digests: vec![],
-        outputs: vec![],
-        params: vec![],
-        meta: Default::default(),
-        attempt: 1,
-        trace: Default::default(),
-    }
-}
-
 /// Waits for `n` results and returns who did each task (by index).
 async fn results(fleet: &mut FleetHandle, n: usize) -> BTreeMap<u32, String> {
     let mut done = BTreeMap::new();
@@ -131,7 +114,7 @@ fn busy_worker_leaves_the_rest(rounds: &[Round], first: [Round; 2]) {
             shutdown.clone(),
         ));
         for (i, round) in first.into_iter().enumerate() {
-            fleet.tasks.send(task(&job, round, i as u32)).await.unwrap();
+            fleet.tasks.send(empty_task(&job, round, i as u32)).await.unwrap();
         }
         let held = gate.clone();
         assert!(tokio::task::spawn_blocking(move || held.wait_held(2)).await.unwrap(), "the busy worker took two tasks");
@@ -141,7 +124,7 @@ fn busy_worker_leaves_the_rest(rounds: &[Round], first: [Round; 2]) {
             shutdown.clone(),
         ));
         for i in 0..8u32 {
-            fleet.tasks.send(task(&job, rounds[i as usize % rounds.len()], 100 + i)).await.unwrap();
+            fleet.tasks.send(empty_task(&job, rounds[i as usize % rounds.len()], 100 + i)).await.unwrap();
         }
         let rest = results(&mut fleet, 8).await;
         assert_eq!(rest.keys().copied().collect::<Vec<_>>(), (100..108).collect::<Vec<_>>());
