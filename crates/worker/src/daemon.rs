@@ -181,6 +181,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
                 }
             }
         }
+        if full && cancel_when_full && !held.is_empty() {
+            // Each consumer has a prefetch of its own, so the broker may still hand out tasks
+            // between the last slot filling and the cancel above taking effect. Held here they
+            // would wait for a slot, as long as a proof, while another worker may be idle: they
+            // go back to their queues. Only tasks never returned before: on RabbitMQ before 4.3
+            // every return counts towards the delivery limit, and this must not spend more than
+            // one of a task's returns. A task returned before waits here for a slot.
+            let (fresh, returned): (VecDeque<_>, VecDeque<_>) =
+                held.drain(..).partition(|d| broker::delivery_count(&d.properties) == 0);
+            held = returned;
+            if !fresh.is_empty() {
+                debug!(tasks = fresh.len(), "slots full: returning tasks that arrived while cancelling");
+            }
+            for delivery in fresh {
+                let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+            }
+        }
         // Every consumer ended without an error: the broker cancelled them (a queue deleted) or
         // closed the connection.
         if consumers.is_empty() && !tags.is_empty() {
