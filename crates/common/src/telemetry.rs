@@ -108,11 +108,17 @@ where
         meta.is_span() && *meta.level() <= Level::INFO && ["common", "leader", "worker", "prover"].contains(&krate)
     })
     .with_max_level_hint(Level::INFO);
+    // No source location, thread, busy/idle or target attributes: each is paid for on every span,
+    // twice (recorded on the task's thread, encoded on the export thread). No context activation
+    // either: nothing here reads OpenTelemetry's current context (trace context is taken from the
+    // span itself, `inject`), so entering a span need not attach one.
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
         .with_tracked_inactivity(false)
         .with_threads(false)
+        .with_target(false)
+        .with_context_activation(false)
         .with_filter(ours)
 }
 

@@ -148,9 +148,12 @@ fn a_job_shows_in_metrics_logs_and_status() {
         assert_eq!(span["name"], "task");
         assert_eq!(span["job"], "obs-1");
         assert_eq!(span["batch"], 7);
-        for field in ["round", "level", "index", "tx_range", "attempt"] {
+        for field in ["round", "index", "tx_range"] {
             assert!(!span[field].is_null(), "{field} missing: {line}");
         }
+        // `level` on aggregate tasks only, `attempt` from a second attempt on (none here).
+        assert_eq!(span["level"].is_null(), span["round"] != "aggregate", "{line}");
+        assert!(span["attempt"].is_null(), "{line}");
     }
     let rounds: std::collections::BTreeSet<&str> = done.iter().map(|l| l["span"]["round"].as_str().unwrap()).collect();
     assert_eq!(rounds.len(), 5, "{rounds:?}");

@@ -75,7 +75,13 @@ fn one_job_is_one_trace_across_the_broker() {
     }
     let mut seen: Vec<(String, String, String)> = tasks
         .iter()
-        .map(|t| (attribute(t, "round").unwrap(), attribute(t, "level").unwrap(), attribute(t, "index").unwrap()))
+        .map(|t| {
+            let round = attribute(t, "round").unwrap();
+            // `level` is an attribute of aggregate tasks only (where it tells them apart).
+            let level = attribute(t, "level");
+            assert_eq!(level.is_some(), round == "aggregate", "level of a {round} task: {level:?}");
+            (round, level.unwrap_or_else(|| "0".into()), attribute(t, "index").unwrap())
+        })
         .collect();
     seen.sort();
     let mut planned: Vec<(String, String, String)> = plan

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::store::{digest, StoreError};
-use common::{ProvingBackend, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
+use common::{ProvingBackend, Round, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
 use tracing::{info, info_span, warn};
 
 fn store_error(e: StoreError) -> TaskError {
@@ -29,8 +29,9 @@ fn store_error(e: StoreError) -> TaskError {
 /// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
 /// whose kind tells the caller whether to retry.
 ///
-/// The task runs in one `task` span with the task's ids as fields; the span is a child of the
-/// trace context the task carries (the leader's job span), so one job is one trace. `pool` is
+/// The task runs in one `task` span with the task's ids as fields (`level` on aggregates,
+/// `attempt` from the second attempt on); the span is a child of the trace context the task
+/// carries (the leader's job span), so one job is one trace. `pool` is
 /// the metrics label of the fleet that runs it (`cpu`, `gpu`, or `embedded`).
 pub async fn execute_task(
     task: &Task,
@@ -39,23 +40,36 @@ pub async fn execute_task(
     worker: &str,
     pool: &'static str,
 ) -> TaskResult {
+    // Fields as `&str` and integers where they can be: a `%` or `?` field is formatted into a new
+    // string for every span. `level` only where it tells tasks apart (aggregates) and `attempt`
+    // only on retries: every field is paid for on each task when spans are exported.
     let span = info_span!(
         "task",
-        job = %task.job,
+        job = task.job.as_str(),
         batch = task.batch,
-        round = %task.round,
-        level = task.level,
+        round = task.round.as_str(),
+        level = tracing::field::Empty,
         index = task.index,
         tx_range = ?task.tx_range,
-        attempt = task.attempt,
+        attempt = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
+    if task.round == Round::Aggregate {
+        span.record("level", task.level);
+    }
+    if task.attempt > 1 {
+        span.record("attempt", task.attempt);
+    }
     common::telemetry::set_parent(&span, &task.trace);
     let in_flight = metrics::task_started(task.round, pool);
     let started = Instant::now();
-    span.in_scope(|| info!("task started"));
-    // The span is entered only to log in it: `run` logs nothing, and entering it at every poll
-    // would cost each task a few span switches for no line.
+    // The span is entered only to log in it, and only when its lines are wanted: `run` logs
+    // nothing, and entering it at every poll, or for lines filtered out, would cost each task
+    // span switches for nothing.
+    let logging = tracing::enabled!(tracing::Level::INFO);
+    if logging {
+        span.in_scope(|| info!("task started"));
+    }
     let outcome = match run(task, store, backend).await {
         Ok((reused, digests)) => TaskOutcome::Done { reused, digests },
         Err(e) => TaskOutcome::Failed(e),
@@ -69,10 +83,11 @@ pub async fn execute_task(
         TaskOutcome::Failed(_) => metrics::Outcome::Failed,
     };
     span.record("outcome", counted.as_str());
-    span.in_scope(|| match &outcome {
-        TaskOutcome::Done { reused, .. } => info!(duration_ms, reused, "task done"),
-        TaskOutcome::Failed(e) => warn!(duration_ms, kind = ?e.kind, error = %e, "task failed"),
-    });
+    match &outcome {
+        TaskOutcome::Done { reused, .. } if logging => span.in_scope(|| info!(duration_ms, reused, "task done")),
+        TaskOutcome::Done { .. } => {}
+        TaskOutcome::Failed(e) => span.in_scope(|| warn!(duration_ms, kind = ?e.kind, error = %e, "task failed")),
+    }
     metrics::task_finished(task.round, pool, counted, elapsed);
     TaskResult {
         job: task.job.clone(),
