@@ -46,6 +46,12 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Whether [`install`] has run in this process: handles registered before it are no-ops for good,
+/// so a caller that keeps handles registers them only after it.
+pub fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
 fn describe() {
     describe_counter!(STORE_READ_BYTES, Unit::Bytes, "Bytes read from the object store");
     describe_counter!(STORE_WRITTEN_BYTES, Unit::Bytes, "Bytes written to the object store");

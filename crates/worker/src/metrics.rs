@@ -2,10 +2,11 @@
 //! waited in their queue, and the proofs in hand. Names and label sets are documented in
 //! docs/observability.md; label values come from fixed sets (round, pool, outcome), never ids.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::Round;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
 
 pub const TASKS_STARTED: &str = "zkfleet_worker_tasks_started_total";
 pub const TASKS_FINISHED: &str = "zkfleet_worker_tasks_finished_total";
@@ -63,6 +64,37 @@ pub fn describe() {
     describe_gauge!(PROOFS_IN_FLIGHT, "Tasks a worker has in hand right now, by pool");
 }
 
+/// Pools the per-task handles are kept for: the two worker pools and the embedded fleet. Any
+/// other label value is looked up at every update.
+const POOLS: [&str; 3] = ["cpu", "gpu", EMBEDDED_POOL];
+const ROUNDS: usize = Round::ALL.len();
+const OUTCOMES: usize = 4;
+
+// The handles of every label set of the per-task metrics, registered on first use. The macros
+// build a metric's key (its labels in a new allocation) and look it up in the recorder's registry
+// at every update; a task makes five updates, and with no-op tasks that was a measurable share of
+// the metrics' cost (docs/benchmarks.md, telemetry overhead).
+static STARTED: [OnceLock<Counter>; ROUNDS * POOLS.len()] = [const { OnceLock::new() }; ROUNDS * POOLS.len()];
+static FINISHED: [OnceLock<Counter>; ROUNDS * POOLS.len() * OUTCOMES] =
+    [const { OnceLock::new() }; ROUNDS * POOLS.len() * OUTCOMES];
+static DURATIONS: [OnceLock<Histogram>; ROUNDS * POOLS.len()] = [const { OnceLock::new() }; ROUNDS * POOLS.len()];
+static IN_FLIGHT: [OnceLock<Gauge>; POOLS.len()] = [const { OnceLock::new() }; POOLS.len()];
+static QUEUE_WAITS: [OnceLock<Histogram>; ROUNDS] = [const { OnceLock::new() }; ROUNDS];
+
+fn pool_index(pool: &str) -> Option<usize> {
+    POOLS.iter().position(|p| *p == pool)
+}
+
+/// Runs `update` on the handle kept in `slot`, registering it with `register` the first time.
+/// Without a slot, or before the recorder is installed, the handle is registered for this update
+/// only (without a recorder that is a no-op handle, which must not be kept).
+fn with<T>(slot: Option<&OnceLock<T>>, register: impl FnOnce() -> T, update: impl FnOnce(&T)) {
+    match slot {
+        Some(slot) if common::metrics::installed() => update(slot.get_or_init(register)),
+        _ => update(&register()),
+    }
+}
+
 /// A task in hand: counted as started and in flight until dropped.
 pub struct InFlight {
     pool: &'static str,
@@ -70,26 +102,91 @@ pub struct InFlight {
 
 /// Counts a task as started; the returned guard keeps it in flight.
 pub fn task_started(round: Round, pool: &'static str) -> InFlight {
-    counter!(TASKS_STARTED, "round" => round.as_str(), "pool" => pool).increment(1);
-    gauge!(PROOFS_IN_FLIGHT, "pool" => pool).increment(1.0);
+    let p = pool_index(pool);
+    with(
+        p.map(|p| &STARTED[round as usize * POOLS.len() + p]),
+        || counter!(TASKS_STARTED, "round" => round.as_str(), "pool" => pool),
+        |c| c.increment(1),
+    );
+    with(p.map(|p| &IN_FLIGHT[p]), || gauge!(PROOFS_IN_FLIGHT, "pool" => pool), |g| g.increment(1.0));
     InFlight { pool }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(PROOFS_IN_FLIGHT, "pool" => self.pool).decrement(1.0);
+        let pool = self.pool;
+        with(pool_index(pool).map(|p| &IN_FLIGHT[p]), || gauge!(PROOFS_IN_FLIGHT, "pool" => pool), |g| g.decrement(1.0));
     }
 }
 
 /// Counts a task as ended and records its duration.
 pub fn task_finished(round: Round, pool: &'static str, outcome: Outcome, duration: Duration) {
-    counter!(TASKS_FINISHED, "round" => round.as_str(), "pool" => pool, "outcome" => outcome.as_str()).increment(1);
+    let p = pool_index(pool);
+    let slot = |p: usize| (round as usize * POOLS.len() + p) * OUTCOMES + outcome as usize;
+    with(
+        p.map(|p| &FINISHED[slot(p)]),
+        || counter!(TASKS_FINISHED, "round" => round.as_str(), "pool" => pool, "outcome" => outcome.as_str()),
+        |c| c.increment(1),
+    );
     if outcome != Outcome::Cancelled {
-        histogram!(TASK_DURATION, "round" => round.as_str(), "pool" => pool).record(duration.as_secs_f64());
+        with(
+            p.map(|p| &DURATIONS[round as usize * POOLS.len() + p]),
+            || histogram!(TASK_DURATION, "round" => round.as_str(), "pool" => pool),
+            |h| h.record(duration.as_secs_f64()),
+        );
     }
 }
 
 /// Records how long a task waited in its queue.
 pub fn queue_wait(round: Round, wait: Duration) {
-    histogram!(QUEUE_WAIT, "round" => round.as_str()).record(wait.as_secs_f64());
+    with(
+        Some(&QUEUE_WAITS[round as usize]),
+        || histogram!(QUEUE_WAIT, "round" => round.as_str()),
+        |h| h.record(wait.as_secs_f64()),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample `name{labels}` on a Prometheus text page.
+    fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        page.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            (metric == name && all).then(|| value.parse().ok())?
+        })
+    }
+
+    #[test]
+    fn kept_handles_count_as_the_macros_do() {
+        // Before the recorder: nothing kept, nothing counted.
+        task_finished(Round::Basic, "cpu", Outcome::Succeeded, Duration::from_millis(5));
+        let handle = common::metrics::install();
+        for _ in 0..3 {
+            drop(task_started(Round::Basic, "cpu"));
+            task_finished(Round::Basic, "cpu", Outcome::Succeeded, Duration::from_millis(5));
+        }
+        let held = task_started(Round::Aggregate, EMBEDDED_POOL);
+        task_finished(Round::Aggregate, EMBEDDED_POOL, Outcome::Retried, Duration::from_millis(5));
+        // A pool outside the kept set is counted all the same.
+        drop(task_started(Round::Basic, "other"));
+        queue_wait(Round::Basic, Duration::from_millis(2));
+
+        let page = handle.render();
+        let basic_cpu = [("round", "basic"), ("pool", "cpu")];
+        assert_eq!(sample(&page, TASKS_STARTED, &basic_cpu), Some(3.0), "{page}");
+        let succeeded = [("round", "basic"), ("pool", "cpu"), ("outcome", "succeeded")];
+        assert_eq!(sample(&page, TASKS_FINISHED, &succeeded), Some(3.0), "{page}");
+        assert_eq!(sample(&page, &format!("{TASK_DURATION}_count"), &basic_cpu), Some(3.0), "{page}");
+        assert_eq!(sample(&page, PROOFS_IN_FLIGHT, &[("pool", "cpu")]), Some(0.0), "{page}");
+        assert_eq!(sample(&page, PROOFS_IN_FLIGHT, &[("pool", EMBEDDED_POOL)]), Some(1.0), "{page}");
+        let retried = [("round", "aggregate"), ("pool", EMBEDDED_POOL), ("outcome", "retried")];
+        assert_eq!(sample(&page, TASKS_FINISHED, &retried), Some(1.0), "{page}");
+        assert_eq!(sample(&page, TASKS_STARTED, &[("round", "basic"), ("pool", "other")]), Some(1.0), "{page}");
+        assert_eq!(sample(&page, &format!("{QUEUE_WAIT}_count"), &[("round", "basic")]), Some(1.0), "{page}");
+        drop(held);
+    }
 }
