@@ -55,9 +55,9 @@ fn task_spans(n: u64) -> (Duration, Duration) {
         let span = info_span!(
             target: "worker",
             "task",
-            job = "b7-3f2a91c0",
+            job = %"b7-3f2a91c0",
             batch = 7u64,
-            round = "basic",
+            round = %"basic",
             level = tracing::field::Empty,
             index = i,
             tx_range = ?(i * 40, i * 40 + 40),

@@ -10,10 +10,11 @@
 //! `--telemetry` measures the fleet with its observability on, as a worker with `--metrics-addr`
 //! and an OTLP endpoint runs: the Prometheus recorder installed (`--metrics` alone), every span
 //! exported over OTLP/HTTP to a collector stand-in in this process that reads and drops each
-//! request (`--tracing` alone). Without it the process logs as a worker without an OTLP endpoint
+//! request (`--tracing` alone), every task carrying a job span's trace context in its message
+//! headers as the leader's tasks do. Without it the process logs as a worker without an OTLP endpoint
 //! does. Log lines are at `warn` either way (no line per task) unless `RUST_LOG` says otherwise.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,7 +90,14 @@ fn cpu_time() -> Duration {
 }
 
 /// Sends `count` tasks, at most `window` outstanding, and returns (wall, per-task latencies in ms).
-async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, window: usize) -> (Duration, Vec<f64>) {
+async fn phase(
+    fleet: &mut FleetHandle,
+    job: &str,
+    trace: &BTreeMap<String, String>,
+    first: u32,
+    count: usize,
+    window: usize,
+) -> (Duration, Vec<f64>) {
     let mut sent: HashMap<u32, Instant> = HashMap::with_capacity(count);
     let mut latencies = Vec::with_capacity(count);
     let started = Instant::now();
@@ -98,7 +106,9 @@ async fn phase(fleet: &mut FleetHandle, job: &str, first: u32, count: usize, win
         while next < count && sent.len() < window {
             let index = first + next as u32;
             sent.insert(index, Instant::now());
-            fleet.tasks.send(common::testing::empty_task(job, Round::Basic, index)).await.expect("fleet takes tasks");
+            let mut task = common::testing::empty_task(job, Round::Basic, index);
+            task.trace = trace.clone();
+            fleet.tasks.send(task).await.expect("fleet takes tasks");
             next += 1;
         }
         match fleet.events.recv().await.expect("fleet reports") {
@@ -187,12 +197,18 @@ fn main() {
         let connection = leader::broker_fleet::connect(&uri).await.map_err(|e| e.message().to_string()).unwrap();
         let mut fleet = leader::broker_fleet::start(connection, store, std::slice::from_ref(&job)).await.ok().unwrap();
         // Warm-up: connections, queues and caches settle.
-        phase(&mut fleet, &job, 0, 200, 64).await;
+        // With span export, one job span whose context every task carries, as the leader's
+        // coordinator does: the context travels in each task's message headers and each
+        // worker's task span takes it as its parent. Without it the context is empty.
+        let job_span = tracing::info_span!(target: "leader", parent: None, "job", job = %job);
+        let trace = common::telemetry::inject(&job_span);
+        assert_eq!(trace.is_empty(), !args.tracing);
+        phase(&mut fleet, &job, &trace, 0, 200, 64).await;
         let cpu = cpu_time();
-        let (wall, latencies) = phase(&mut fleet, &job, 1_000, args.tasks, args.tasks).await;
+        let (wall, latencies) = phase(&mut fleet, &job, &trace, 1_000, args.tasks, args.tasks).await;
         report("throughput", &args, wall, cpu_time() - cpu, latencies);
         let cpu = cpu_time();
-        let (wall, latencies) = phase(&mut fleet, &job, 1_000_000, args.latency_tasks, 1).await;
+        let (wall, latencies) = phase(&mut fleet, &job, &trace, 1_000_000, args.latency_tasks, 1).await;
         report("latency", &args, wall, cpu_time() - cpu, latencies);
         fleet.stop().await;
         shutdown.cancel();

@@ -40,14 +40,14 @@ pub async fn execute_task(
     worker: &str,
     pool: &'static str,
 ) -> TaskResult {
-    // Fields as `&str` and integers where they can be: a `%` or `?` field is formatted into a new
-    // string for every span. `level` only where it tells tasks apart (aggregates) and `attempt`
-    // only on retries: every field is paid for on each task when spans are exported.
+    // `level` only where it tells tasks apart (aggregates) and `attempt` only on retries: every
+    // field is paid for on each task when spans are exported. `job` and `round` are displayed
+    // (`%`) so that text log lines show them unquoted.
     let span = info_span!(
         "task",
-        job = task.job.as_str(),
+        job = %task.job,
         batch = task.batch,
-        round = task.round.as_str(),
+        round = %task.round,
         level = tracing::field::Empty,
         index = task.index,
         tx_range = ?task.tx_range,
