@@ -166,12 +166,15 @@ impl HttpClient for UreqClient {
     }
 }
 
-/// The trace context of `span` as W3C header pairs; empty when spans are not recorded.
+/// The trace context of `span` as W3C header pairs; empty when spans are not recorded. An empty
+/// `tracestate` is left out (W3C allows it), so a task message carries one header, not two.
 pub fn inject(span: &tracing::Span) -> BTreeMap<String, String> {
     struct Carrier<'a>(&'a mut BTreeMap<String, String>);
     impl Injector for Carrier<'_> {
         fn set(&mut self, key: &str, value: String) {
-            self.0.insert(key.to_string(), value);
+            if !value.is_empty() {
+                self.0.insert(key.to_string(), value);
+            }
         }
     }
     let mut carrier = BTreeMap::new();
@@ -223,6 +226,7 @@ mod tests {
             let traceparent = &carrier["traceparent"];
             let (trace, span) = span_ids(&job);
             assert_eq!(traceparent, &format!("00-{trace}-{span}-01"), "W3C traceparent of the job span");
+            assert!(!carrier.contains_key("tracestate"), "an empty tracestate is not sent: {carrier:?}");
 
             // The other side of the broker: a new span whose parent is the remote job span.
             let task = tracing::info_span!(parent: None, "task");
