@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::topology::Pool;
 use common::{Round, Store};
 use leader::fleet::{FleetEvent, FleetHandle};
 use tokio_util::sync::CancellationToken;
@@ -178,18 +177,10 @@ fn main() {
         let mut workers = Vec::new();
         for i in 0..args.workers {
             let config = worker::daemon::Config {
-                amqp_uri: uri.clone(),
-                store: store.clone(),
-                pool: Pool::Cpu,
                 rounds: vec![Round::Basic],
                 concurrency: args.concurrency,
-                name: format!("bench-{i}"),
-                backend: Arc::new(worker::cli::NoopBackend),
                 grace: Duration::from_secs(5),
-                http: None,
-                max_tasks: None,
-                idle_exit: None,
-                preload: None,
+                ..worker::daemon::Config::new(uri.clone(), store.clone(), format!("bench-{i}"), Arc::new(worker::cli::NoopBackend))
             };
             workers.push(tokio::spawn(worker::daemon::run(config, shutdown.clone())));
         }

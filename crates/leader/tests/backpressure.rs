@@ -11,7 +11,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::testing::empty_task;
-use common::topology::Pool;
 use common::{ProvingBackend, Round, Store, Task, TaskError};
 use leader::fleet::{FleetEvent, FleetHandle};
 use support::Vhost;
@@ -65,18 +64,10 @@ impl ProvingBackend for GatedBackend {
 
 fn worker(uri: &str, store: &Store, name: &str, rounds: &[Round], backend: Arc<dyn ProvingBackend>) -> worker::daemon::Config {
     worker::daemon::Config {
-        amqp_uri: uri.into(),
-        store: store.clone(),
-        pool: Pool::Cpu,
         rounds: rounds.to_vec(),
         concurrency: 2,
-        name: name.into(),
-        backend,
         grace: Duration::from_secs(5),
-        http: None,
-        max_tasks: None,
-        idle_exit: None,
-        preload: None,
+        ..worker::daemon::Config::new(uri, store.clone(), name, backend)
     }
 }
 

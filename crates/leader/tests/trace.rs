@@ -8,8 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::topology::Pool;
-use common::Round;
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use support::{drive, noop_job, Vhost};
@@ -36,18 +34,9 @@ fn one_job_is_one_trace_across_the_broker() {
     let plan = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let config = worker::daemon::Config {
-            amqp_uri: vhost.uri(),
-            store: store.clone(),
-            pool: Pool::Cpu,
-            rounds: Round::ALL.to_vec(),
             concurrency: 2,
-            name: "trace-worker".into(),
-            backend: Arc::new(worker::cli::NoopBackend),
             grace: Duration::from_secs(5),
-            http: None,
-            max_tasks: None,
-            idle_exit: None,
-            preload: None,
+            ..worker::daemon::Config::new(vhost.uri(), store.clone(), "trace-worker", Arc::new(worker::cli::NoopBackend))
         };
         let worker = tokio::spawn(worker::daemon::run(config, shutdown.clone()));
         let plan = noop_job(&store, "trace-1", 16).await;

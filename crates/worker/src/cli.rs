@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(long, env = "ZKFLEET_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Seconds a task in hand may take to finish after SIGTERM before it is requeued.
-    #[arg(long, env = "ZKFLEET_GRACE_PERIOD", default_value_t = 25)]
+    #[arg(long, env = "ZKFLEET_GRACE_PERIOD", default_value_t = daemon::DEFAULT_GRACE_PERIOD.as_secs())]
     pub grace_period: u64,
     /// Stop after this many tasks (for one-shot pods such as a KEDA ScaledJob).
     #[arg(long, env = "ZKFLEET_MAX_TASKS")]

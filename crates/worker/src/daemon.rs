@@ -68,6 +68,31 @@ pub struct Config {
     pub preload: Option<Vec<u8>>,
 }
 
+/// The grace period after a shutdown signal unless one is given (`--grace-period`).
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(25);
+
+impl Config {
+    /// A worker named `name` of the CPU pool (every round), with the command line's defaults for
+    /// the rest: one task at a time, the default grace period, no HTTP endpoint, no task or idle
+    /// limit, nothing preloaded. Change a field with struct update syntax.
+    pub fn new(amqp_uri: impl Into<String>, store: Store, name: impl Into<String>, backend: Arc<dyn ProvingBackend>) -> Self {
+        Self {
+            amqp_uri: amqp_uri.into(),
+            store,
+            pool: Pool::Cpu,
+            rounds: Pool::Cpu.rounds().to_vec(),
+            concurrency: 1,
+            name: name.into(),
+            backend,
+            grace: DEFAULT_GRACE_PERIOD,
+            http: None,
+            max_tasks: None,
+            idle_exit: None,
+            preload: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
