@@ -1,5 +1,6 @@
 //! What one task span costs with span export on. Same fields as a worker's `task` span of a basic
-//! task, first attempt, the same two log lines in it (filtered out, as at `RUST_LOG=warn`). Three setups, one after the other:
+//! task, first attempt, the same two log lines in it (filtered out, as at `RUST_LOG=warn`). Three
+//! setups, one after the other:
 //!
 //! - `off`: logs only (no OTLP endpoint): the span is not recorded;
 //! - `layer`: the span layer and the SDK up to the batch processor's queue, with an exporter that

@@ -1,7 +1,7 @@
 //! Test support (feature `testing`): tasks that need nothing, and a real S3-compatible server on
-//! loopback for integration tests. It runs `s3s-fs` (installed by `scripts/start-services`), which checks request
-//! signatures as S3 does and keeps each object as a plain file, so a test can change an object's
-//! bytes behind the store's back.
+//! loopback for integration tests. It runs `s3s-fs` (installed by `scripts/start-services`), which
+//! checks request signatures as S3 does and keeps each object as a plain file, so a test can
+//! change an object's bytes behind the store's back.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -67,7 +67,7 @@ pub enum Pool {
 impl Pool {
     pub const ALL: [Pool; 2] = [Pool::Cpu, Pool::Gpu];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Pool::Cpu => "cpu",
             Pool::Gpu => "gpu",

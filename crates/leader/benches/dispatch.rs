@@ -11,8 +11,9 @@
 //! and an OTLP endpoint runs: the Prometheus recorder installed (`--metrics` alone), every span
 //! exported over OTLP/HTTP to a collector stand-in in this process that reads and drops each
 //! request (`--tracing` alone), every task carrying a job span's trace context in its message
-//! headers as the leader's tasks do. Without it the process logs as a worker without an OTLP endpoint
-//! does. Log lines are at `warn` either way (no line per task) unless `RUST_LOG` says otherwise.
+//! headers as the leader's tasks do. Without it the process logs as a worker without an OTLP
+//! endpoint does. Log lines are at `warn` either way (no line per task) unless `RUST_LOG` says
+//! otherwise.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -31,7 +31,7 @@ pub struct Cli {
     #[arg(long, env = "ZKFLEET_ROUNDS", value_delimiter = ',', value_parser = parse_round)]
     pub rounds: Vec<Round>,
     /// Tasks proven at once (and the prefetch of each queue).
-    #[arg(long, env = "ZKFLEET_CONCURRENCY", default_value_t = 1)]
+    #[arg(long, env = "ZKFLEET_CONCURRENCY", default_value_t = daemon::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Address of the HTTP endpoints (/livez, /readyz), e.g. 0.0.0.0:9090.
     #[arg(long, env = "ZKFLEET_METRICS_ADDR")]

@@ -68,6 +68,8 @@ pub struct Config {
     pub preload: Option<Vec<u8>>,
 }
 
+/// Tasks in hand at once unless told otherwise (`--concurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 1;
 /// The grace period after a shutdown signal unless one is given (`--grace-period`).
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(25);
 
@@ -81,7 +83,7 @@ impl Config {
             store,
             pool: Pool::Cpu,
             rounds: Pool::Cpu.rounds().to_vec(),
-            concurrency: 1,
+            concurrency: DEFAULT_CONCURRENCY,
             name: name.into(),
             backend,
             grace: DEFAULT_GRACE_PERIOD,

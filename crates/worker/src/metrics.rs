@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::topology::Pool;
 use common::Round;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
 
@@ -66,9 +67,10 @@ pub fn describe() {
 
 /// Pools the per-task handles are kept for: the two worker pools and the embedded fleet. Any
 /// other label value is looked up at every update.
-const POOLS: [&str; 3] = ["cpu", "gpu", EMBEDDED_POOL];
+const POOLS: [&str; 3] = [Pool::Cpu.as_str(), Pool::Gpu.as_str(), EMBEDDED_POOL];
 const ROUNDS: usize = Round::ALL.len();
-const OUTCOMES: usize = 4;
+// `Cancelled` is the last of the outcomes.
+const OUTCOMES: usize = Outcome::Cancelled as usize + 1;
 
 // The handles of every label set of the per-task metrics, registered on first use. The macros
 // build a metric's key (its labels in a new allocation) and look it up in the recorder's registry
@@ -83,6 +85,11 @@ static QUEUE_WAITS: [OnceLock<Histogram>; ROUNDS] = [const { OnceLock::new() }; 
 
 fn pool_index(pool: &str) -> Option<usize> {
     POOLS.iter().position(|p| *p == pool)
+}
+
+/// Where the handle of `round` and the pool at `pool_index` is kept in `STARTED` and `DURATIONS`.
+fn round_pool(round: Round, pool_index: usize) -> usize {
+    round as usize * POOLS.len() + pool_index
 }
 
 /// Runs `update` on the handle kept in `slot`, registering it with `register` the first time.
@@ -104,7 +111,7 @@ pub struct InFlight {
 pub fn task_started(round: Round, pool: &'static str) -> InFlight {
     let p = pool_index(pool);
     with(
-        p.map(|p| &STARTED[round as usize * POOLS.len() + p]),
+        p.map(|p| &STARTED[round_pool(round, p)]),
         || counter!(TASKS_STARTED, "round" => round.as_str(), "pool" => pool),
         |c| c.increment(1),
     );
@@ -122,15 +129,14 @@ impl Drop for InFlight {
 /// Counts a task as ended and records its duration.
 pub fn task_finished(round: Round, pool: &'static str, outcome: Outcome, duration: Duration) {
     let p = pool_index(pool);
-    let slot = |p: usize| (round as usize * POOLS.len() + p) * OUTCOMES + outcome as usize;
     with(
-        p.map(|p| &FINISHED[slot(p)]),
+        p.map(|p| &FINISHED[round_pool(round, p) * OUTCOMES + outcome as usize]),
         || counter!(TASKS_FINISHED, "round" => round.as_str(), "pool" => pool, "outcome" => outcome.as_str()),
         |c| c.increment(1),
     );
     if outcome != Outcome::Cancelled {
         with(
-            p.map(|p| &DURATIONS[round as usize * POOLS.len() + p]),
+            p.map(|p| &DURATIONS[round_pool(round, p)]),
             || histogram!(TASK_DURATION, "round" => round.as_str(), "pool" => pool),
             |h| h.record(duration.as_secs_f64()),
         );
