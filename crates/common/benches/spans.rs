@@ -1,10 +1,12 @@
-//! What one task span costs with span export on. Same fields as a worker's `task` span of a basic
-//! task, first attempt, the same two log lines in it (filtered out, as at `RUST_LOG=warn`). Three
-//! setups, one after the other:
+//! What one task's span costs with span export on: a worker's span of a basic task, first
+//! attempt, carrying a job's trace context, with the task's two log lines (filtered out, as at
+//! `RUST_LOG=warn`). Setups, one after the other:
 //!
 //! - `off`: logs only (no OTLP endpoint): the span is not recorded;
 //! - `layer`: the span layer and the SDK up to the batch processor's queue, with an exporter that
-//!   drops every batch: what the thread that runs the task pays (CPU of that thread);
+//!   drops every batch: what the thread that runs the task pays (CPU of that thread), for the
+//!   span as the worker makes it (`TaskSpan`) and, for comparison, as a `tracing` span with the
+//!   same fields through the span layer (`tracing_span`, how task spans were made before);
 //! - `otlp`: the real setup (`telemetry::init` with `OTEL_EXPORTER_OTLP_ENDPOINT`) exporting over
 //!   OTLP/HTTP to a collector stand-in on a thread of this process that answers 200: what the
 //!   process pays in all, protobuf encoding and the HTTP posts included (CPU of the process).
@@ -49,23 +51,51 @@ fn cpu(path: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn task_spans(n: u64) -> (Duration, Duration) {
+/// How a task's span is made: as the worker makes it, or as a `tracing` span through the span
+/// layer (how the worker made it before; kept here for the comparison).
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    TaskSpan,
+    Tracing,
+}
+
+/// A basic task, first attempt, carrying a job span's trace context as tasks from a leader do.
+fn task(index: u32) -> common::Task {
+    let mut task = common::testing::empty_task("b7-3f2a91c0", common::Round::Basic, index);
+    task.batch = 7;
+    task.tx_range = (u64::from(index) * 40, u64::from(index) * 40 + 40);
+    task.trace.insert("traceparent".into(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    task
+}
+
+fn task_spans(n: u64, via: Via) -> (Duration, Duration) {
+    let tasks: Vec<common::Task> = (0..n).map(|i| task(i as u32)).collect();
     let (cpu, wall) = (thread_cpu(), Instant::now());
-    for i in 0..n {
-        // The worker's target: the span layer takes zkfleet's own spans only.
+    for task in &tasks {
+        if via == Via::TaskSpan {
+            // What `worker::execute_task` does around a proof.
+            let mut span = common::telemetry::TaskSpan::start(task);
+            info!(target: "worker", job = %task.job, batch = task.batch, round = %task.round, index = task.index,
+                tx_range = ?task.tx_range, "task started");
+            span.outcome("succeeded");
+            drop(span);
+            info!(target: "worker", job = %task.job, batch = task.batch, round = %task.round, index = task.index,
+                tx_range = ?task.tx_range, duration_ms = 1u64, reused = false, "task done");
+            continue;
+        }
         let span = info_span!(
             target: "worker",
             "task",
-            job = %"b7-3f2a91c0",
-            batch = 7u64,
-            round = %"basic",
+            job = %task.job,
+            batch = task.batch,
+            round = %task.round,
             level = tracing::field::Empty,
-            index = i,
-            tx_range = ?(i * 40, i * 40 + 40),
+            index = task.index,
+            tx_range = ?task.tx_range,
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        common::telemetry::set_parent(&span, &Default::default());
+        common::telemetry::set_parent(&span, &task.trace);
         let logging = tracing::enabled!(target: "worker", tracing::Level::INFO);
         if logging {
             span.in_scope(|| info!(target: "worker", "task started"));
@@ -89,15 +119,18 @@ fn main() {
         common::telemetry::LogFormat::Json,
         std::io::sink,
     ));
-    let (off_cpu, off_wall) = tracing::subscriber::with_default(logs, || task_spans(n));
+    let (off_cpu, off_wall) = tracing::subscriber::with_default(logs, || task_spans(n, Via::TaskSpan));
 
     let exported = Discard::default();
     let count = exported.0.clone();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exported).build();
-    let traced = tracing_subscriber::registry()
-        .with(common::telemetry::log_layer(common::telemetry::LogFormat::Json, std::io::sink))
-        .with(common::telemetry::span_layer(provider.tracer("bench")));
-    let (on_cpu, on_wall) = tracing::subscriber::with_default(traced, || task_spans(n));
+    let traced = || {
+        tracing_subscriber::registry()
+            .with(common::telemetry::log_layer(common::telemetry::LogFormat::Json, std::io::sink))
+            .with(common::telemetry::span_layer(provider.tracer("bench")))
+    };
+    let (on_cpu, on_wall) = tracing::subscriber::with_default(traced(), || task_spans(n, Via::TaskSpan));
+    let (tracing_cpu, tracing_wall) = tracing::subscriber::with_default(traced(), || task_spans(n, Via::Tracing));
     let _ = provider.shutdown();
     let exported = count.load(std::sync::atomic::Ordering::Relaxed);
 
@@ -107,7 +140,7 @@ fn main() {
     let telemetry = common::telemetry::init(common::telemetry::LogFormat::Json, "bench").unwrap();
     let before = process_cpu();
     let wall = Instant::now();
-    task_spans(n);
+    task_spans(n, Via::TaskSpan);
     drop(telemetry);
     let (otlp_cpu, otlp_wall) = (process_cpu() - before, wall.elapsed());
 
@@ -116,9 +149,11 @@ fn main() {
         "exported": exported,
         "off_thread_cpu_us": per(off_cpu),
         "layer_thread_cpu_us": per(on_cpu),
+        "tracing_span_thread_cpu_us": per(tracing_cpu),
         "otlp_process_cpu_us": per(otlp_cpu),
         "off_wall_us": per(off_wall),
         "layer_wall_us": per(on_wall),
+        "tracing_span_wall_us": per(tracing_wall),
         "otlp_wall_us": per(otlp_wall),
         // Export requests of at most 512 spans each: fewer than spans / 512 means the batch
         // processor dropped spans (its queue holds 2048).

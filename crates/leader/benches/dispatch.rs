@@ -89,6 +89,21 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// CPU time so far per thread name (threads of one name summed: tokio's workers, lapin's I/O
+/// threads, the span export thread), from /proc (Linux). Threads that ended are not counted.
+fn cpu_by_thread() -> BTreeMap<String, Duration> {
+    let mut by_name = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+        *by_name.entry(name).or_default() += Duration::from_millis(ticks * 10);
+    }
+    by_name
+}
+
 /// Sends `count` tasks, at most `window` outstanding, and returns (wall, per-task latencies in ms).
 async fn phase(
     fleet: &mut FleetHandle,
@@ -123,8 +138,23 @@ async fn phase(
     (started.elapsed(), latencies)
 }
 
-fn report(phase: &str, args: &Args, wall: Duration, cpu: Duration, mut latencies: Vec<f64>) {
+fn report(
+    phase: &str,
+    args: &Args,
+    wall: Duration,
+    cpu: Duration,
+    threads: (BTreeMap<String, Duration>, BTreeMap<String, Duration>),
+    mut latencies: Vec<f64>,
+) {
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let per_task = |d: Duration| (d.as_secs_f64() * 1e6 / latencies.len() as f64).round();
+    let (before, after) = threads;
+    let by_thread: serde_json::Map<String, serde_json::Value> = after
+        .iter()
+        .map(|(name, &t)| (name, per_task(t.saturating_sub(before.get(name).copied().unwrap_or_default()))))
+        .filter(|&(_, us)| us > 0.0)
+        .map(|(name, us)| (name.clone(), us.into()))
+        .collect();
     let line = serde_json::json!({
         "system": format!("zkfleet {}", env!("CARGO_PKG_VERSION")),
         "phase": phase,
@@ -139,7 +169,9 @@ fn report(phase: &str, args: &Args, wall: Duration, cpu: Duration, mut latencies
         "p99_ms": (percentile(&latencies, 0.99) * 1000.0).round() / 1000.0,
         // CPU time of this process (leader, workers, collector stand-in) per task: what the
         // fleet's own code costs, apart from the broker's.
-        "cpu_us_per_task": (cpu.as_secs_f64() * 1e6 / latencies.len() as f64).round(),
+        "cpu_us_per_task": per_task(cpu),
+        // The same by thread name: where in the process that time went.
+        "cpu_us_per_task_by_thread": by_thread,
     });
     println!("{line}");
 }
@@ -196,12 +228,12 @@ fn main() {
         let trace = common::telemetry::inject(&job_span);
         assert_eq!(trace.is_empty(), !args.tracing);
         phase(&mut fleet, &job, &trace, 0, 200, 64).await;
-        let cpu = cpu_time();
+        let (cpu, threads) = (cpu_time(), cpu_by_thread());
         let (wall, latencies) = phase(&mut fleet, &job, &trace, 1_000, args.tasks, args.tasks).await;
-        report("throughput", &args, wall, cpu_time() - cpu, latencies);
-        let cpu = cpu_time();
+        report("throughput", &args, wall, cpu_time() - cpu, (threads, cpu_by_thread()), latencies);
+        let (cpu, threads) = (cpu_time(), cpu_by_thread());
         let (wall, latencies) = phase(&mut fleet, &job, &trace, 1_000_000, args.latency_tasks, 1).await;
-        report("latency", &args, wall, cpu_time() - cpu, latencies);
+        report("latency", &args, wall, cpu_time() - cpu, (threads, cpu_by_thread()), latencies);
         fleet.stop().await;
         shutdown.cancel();
         for w in workers {

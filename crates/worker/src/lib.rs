@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use common::store::{digest, StoreError};
 use common::{ProvingBackend, Round, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
-use tracing::{info, info_span, warn};
 
 fn store_error(e: StoreError) -> TaskError {
     match e {
@@ -29,10 +28,19 @@ fn store_error(e: StoreError) -> TaskError {
 /// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
 /// whose kind tells the caller whether to retry.
 ///
-/// The task runs in one `task` span with the task's ids as fields (`level` on aggregates,
-/// `attempt` from the second attempt on); the span is a child of the trace context the task
-/// carries (the leader's job span), so one job is one trace. `pool` is
-/// the metrics label of the fleet that runs it (`cpu`, `gpu`, or `embedded`).
+/// A log line about `task`, with the task's ids as fields (its span's attributes): `job`, `batch`,
+/// `round`, `index`, `tx_range`, and `level` on aggregate tasks, `attempt` from a second attempt on.
+macro_rules! task_event {
+    ($level:ident, $task:expr, $($rest:tt)*) => {
+        tracing::$level!(job = %$task.job, batch = $task.batch, round = %$task.round, level = level($task),
+            index = $task.index, tx_range = ?$task.tx_range, attempt = attempt($task), $($rest)*)
+    };
+}
+
+/// The task has one span ([`common::telemetry::TaskSpan`]) with the task's ids as attributes,
+/// a child of the trace context the task carries (the leader's job span), so one job is one
+/// trace. Its log lines carry the same ids as fields. `pool` is the metrics label of the fleet
+/// that runs it (`cpu`, `gpu`, or `embedded`).
 pub async fn execute_task(
     task: &Task,
     store: &Store,
@@ -40,36 +48,10 @@ pub async fn execute_task(
     worker: &str,
     pool: &'static str,
 ) -> TaskResult {
-    // `level` only where it tells tasks apart (aggregates) and `attempt` only on retries: every
-    // field is paid for on each task when spans are exported. `job` and `round` are displayed
-    // (`%`) so that text log lines show them unquoted.
-    let span = info_span!(
-        "task",
-        job = %task.job,
-        batch = task.batch,
-        round = %task.round,
-        level = tracing::field::Empty,
-        index = task.index,
-        tx_range = ?task.tx_range,
-        attempt = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
-    if task.round == Round::Aggregate {
-        span.record("level", task.level);
-    }
-    if task.attempt > 1 {
-        span.record("attempt", task.attempt);
-    }
-    common::telemetry::set_parent(&span, &task.trace);
+    let mut span = common::telemetry::TaskSpan::start(task);
     let in_flight = metrics::task_started(task.round, pool);
     let started = Instant::now();
-    // The span is entered only to log in it, and only when its lines are wanted: `run` logs
-    // nothing, and entering it at every poll, or for lines filtered out, would cost each task
-    // span switches for nothing.
-    let logging = tracing::enabled!(tracing::Level::INFO);
-    if logging {
-        span.in_scope(|| info!("task started"));
-    }
+    task_event!(info, task, "task started");
     let outcome = match run(task, store, backend).await {
         Ok((reused, digests)) => TaskOutcome::Done { reused, digests },
         Err(e) => TaskOutcome::Failed(e),
@@ -82,11 +64,11 @@ pub async fn execute_task(
         TaskOutcome::Failed(e) if e.kind == TaskErrorKind::Transient => metrics::Outcome::Retried,
         TaskOutcome::Failed(_) => metrics::Outcome::Failed,
     };
-    span.record("outcome", counted.as_str());
+    span.outcome(counted.as_str());
+    drop(span);
     match &outcome {
-        TaskOutcome::Done { reused, .. } if logging => span.in_scope(|| info!(duration_ms, reused, "task done")),
-        TaskOutcome::Done { .. } => {}
-        TaskOutcome::Failed(e) => span.in_scope(|| warn!(duration_ms, kind = ?e.kind, error = %e, "task failed")),
+        TaskOutcome::Done { reused, .. } => task_event!(info, task, duration_ms, reused, "task done"),
+        TaskOutcome::Failed(e) => task_event!(warn, task, duration_ms, kind = ?e.kind, error = %e, "task failed"),
     }
     metrics::task_finished(task.round, pool, counted, elapsed);
     TaskResult {
@@ -98,6 +80,16 @@ pub async fn execute_task(
         duration_ms,
         worker: worker.to_string(),
     }
+}
+
+/// A task's aggregation level for log lines: on aggregate tasks only, where it tells them apart.
+fn level(task: &Task) -> Option<u32> {
+    (task.round == Round::Aggregate).then_some(task.level)
+}
+
+/// A task's attempt for log lines: from the second attempt on.
+fn attempt(task: &Task) -> Option<u32> {
+    (task.attempt > 1).then_some(task.attempt)
 }
 
 /// Proves `task` unless its outputs exist; returns whether they did, and their digests.
