@@ -85,6 +85,16 @@ impl Task {
         task_id(&self.job, self.round, self.level, self.index)
     }
 
+    /// The aggregation level where it tells tasks apart (aggregate tasks), for spans and log lines.
+    pub fn shown_level(&self) -> Option<u32> {
+        (self.round == Round::Aggregate).then_some(self.level)
+    }
+
+    /// The attempt from a second attempt on, for spans and log lines.
+    pub fn shown_attempt(&self) -> Option<u32> {
+        (self.attempt > 1).then_some(self.attempt)
+    }
+
     /// The digest recorded for input `i`, if any.
     pub fn input_digest(&self, i: usize) -> Option<&str> {
         self.input_digests.get(i).and_then(|d| d.as_deref())

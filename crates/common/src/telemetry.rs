@@ -164,12 +164,8 @@ impl TaskSpan {
             ]);
             // `level` only where it tells tasks apart, `attempt` only on retries: every attribute
             // is paid for on each task, twice (here and in the export).
-            if task.round == crate::Round::Aggregate {
-                attributes.push(KeyValue::new("level", i64::from(task.level)));
-            }
-            if task.attempt > 1 {
-                attributes.push(KeyValue::new("attempt", i64::from(task.attempt)));
-            }
+            attributes.extend(task.shown_level().map(|l| KeyValue::new("level", i64::from(l))));
+            attributes.extend(task.shown_attempt().map(|a| KeyValue::new("attempt", i64::from(a))));
             let parent = extract(&task.trace);
             Some(tracer.span_builder("task").with_attributes(attributes).start_with_context(tracer, &parent))
         }))

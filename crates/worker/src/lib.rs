@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::store::{digest, StoreError};
-use common::{ProvingBackend, Round, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
+use common::{ProvingBackend, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
 
 fn store_error(e: StoreError) -> TaskError {
     match e {
@@ -25,18 +25,18 @@ fn store_error(e: StoreError) -> TaskError {
     }
 }
 
-/// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
-/// whose kind tells the caller whether to retry.
-///
 /// A log line about `task`, with the task's ids as fields (its span's attributes): `job`, `batch`,
 /// `round`, `index`, `tx_range`, and `level` on aggregate tasks, `attempt` from a second attempt on.
 macro_rules! task_event {
     ($level:ident, $task:expr, $($rest:tt)*) => {
-        tracing::$level!(job = %$task.job, batch = $task.batch, round = %$task.round, level = level($task),
-            index = $task.index, tx_range = ?$task.tx_range, attempt = attempt($task), $($rest)*)
+        tracing::$level!(job = %$task.job, batch = $task.batch, round = %$task.round, level = $task.shown_level(),
+            index = $task.index, tx_range = ?$task.tx_range, attempt = $task.shown_attempt(), $($rest)*)
     };
 }
 
+/// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
+/// whose kind tells the caller whether to retry.
+///
 /// The task has one span ([`common::telemetry::TaskSpan`]) with the task's ids as attributes,
 /// a child of the trace context the task carries (the leader's job span), so one job is one
 /// trace. Its log lines carry the same ids as fields. `pool` is the metrics label of the fleet
@@ -80,16 +80,6 @@ pub async fn execute_task(
         duration_ms,
         worker: worker.to_string(),
     }
-}
-
-/// A task's aggregation level for log lines: on aggregate tasks only, where it tells them apart.
-fn level(task: &Task) -> Option<u32> {
-    (task.round == Round::Aggregate).then_some(task.level)
-}
-
-/// A task's attempt for log lines: from the second attempt on.
-fn attempt(task: &Task) -> Option<u32> {
-    (task.attempt > 1).then_some(task.attempt)
 }
 
 /// Proves `task` unless its outputs exist; returns whether they did, and their digests.
