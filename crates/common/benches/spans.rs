@@ -4,9 +4,8 @@
 //!
 //! - `off`: logs only (no OTLP endpoint): the span is not recorded;
 //! - `layer`: the span layer and the SDK up to the batch processor's queue, with an exporter that
-//!   drops every batch: what the thread that runs the task pays (CPU of that thread), for the
-//!   span as the worker makes it (`TaskSpan`) and, for comparison, as a `tracing` span with the
-//!   same fields through the span layer (`tracing_span`, how task spans were made before);
+//!   drops every batch: what the thread that runs the task pays (CPU of that thread) for the span
+//!   as the worker makes it (`TaskSpan`);
 //! - `otlp`: the real setup (`telemetry::init` with `OTEL_EXPORTER_OTLP_ENDPOINT`) exporting over
 //!   OTLP/HTTP to a collector stand-in on a thread of this process that answers 200: what the
 //!   process pays in all, protobuf encoding and the HTTP posts included (CPU of the process).
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use tracing::{info, info_span};
+use tracing::info;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Counts the spans it is given and drops them.
@@ -51,14 +50,6 @@ fn cpu(path: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// How a task's span is made: as the worker makes it, or as a `tracing` span through the span
-/// layer (how the worker made it before; kept here for the comparison).
-#[derive(Clone, Copy, PartialEq)]
-enum Via {
-    TaskSpan,
-    Tracing,
-}
-
 /// A basic task, first attempt, carrying a job span's trace context as tasks from a leader do.
 fn task(index: u32) -> common::Task {
     let mut task = common::testing::empty_task("b7-3f2a91c0", common::Round::Basic, index);
@@ -68,42 +59,18 @@ fn task(index: u32) -> common::Task {
     task
 }
 
-fn task_spans(n: u64, via: Via) -> (Duration, Duration) {
+fn task_spans(n: u64) -> (Duration, Duration) {
     let tasks: Vec<common::Task> = (0..n).map(|i| task(i as u32)).collect();
     let (cpu, wall) = (thread_cpu(), Instant::now());
     for task in &tasks {
-        if via == Via::TaskSpan {
-            // What `worker::execute_task` does around a proof.
-            let mut span = common::telemetry::TaskSpan::start(task);
-            info!(target: "worker", job = %task.job, batch = task.batch, round = %task.round, index = task.index,
-                tx_range = ?task.tx_range, "task started");
-            span.outcome("succeeded");
-            drop(span);
-            info!(target: "worker", job = %task.job, batch = task.batch, round = %task.round, index = task.index,
-                tx_range = ?task.tx_range, duration_ms = 1u64, reused = false, "task done");
-            continue;
-        }
-        let span = info_span!(
-            target: "worker",
-            "task",
-            job = %task.job,
-            batch = task.batch,
-            round = %task.round,
-            level = tracing::field::Empty,
-            index = task.index,
-            tx_range = ?task.tx_range,
-            attempt = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        common::telemetry::set_parent(&span, &task.trace);
-        let logging = tracing::enabled!(target: "worker", tracing::Level::INFO);
-        if logging {
-            span.in_scope(|| info!(target: "worker", "task started"));
-        }
-        span.record("outcome", "succeeded");
-        if logging {
-            span.in_scope(|| info!(target: "worker", duration_ms = 1u64, reused = false, "task done"));
-        }
+        // What `worker::execute_task` does around a proof.
+        let mut span = common::telemetry::TaskSpan::start(task);
+        info!(target: "worker", job = %task.job, batch = task.batch, round = %task.round, index = task.index,
+            tx_range = ?task.tx_range, "task started");
+        span.outcome("succeeded");
+        drop(span);
+        info!(target: "worker", job = %task.job, batch = task.batch, round = %task.round, index = task.index,
+            tx_range = ?task.tx_range, duration_ms = 1u64, reused = false, "task done");
     }
     (thread_cpu() - cpu, wall.elapsed())
 }
@@ -119,18 +86,15 @@ fn main() {
         common::telemetry::LogFormat::Json,
         std::io::sink,
     ));
-    let (off_cpu, off_wall) = tracing::subscriber::with_default(logs, || task_spans(n, Via::TaskSpan));
+    let (off_cpu, off_wall) = tracing::subscriber::with_default(logs, || task_spans(n));
 
     let exported = Discard::default();
     let count = exported.0.clone();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exported).build();
-    let traced = || {
-        tracing_subscriber::registry()
-            .with(common::telemetry::log_layer(common::telemetry::LogFormat::Json, std::io::sink))
-            .with(common::telemetry::span_layer(provider.tracer("bench")))
-    };
-    let (on_cpu, on_wall) = tracing::subscriber::with_default(traced(), || task_spans(n, Via::TaskSpan));
-    let (tracing_cpu, tracing_wall) = tracing::subscriber::with_default(traced(), || task_spans(n, Via::Tracing));
+    let traced = tracing_subscriber::registry()
+        .with(common::telemetry::log_layer(common::telemetry::LogFormat::Json, std::io::sink))
+        .with(common::telemetry::span_layer(provider.tracer("bench")));
+    let (on_cpu, on_wall) = tracing::subscriber::with_default(traced, || task_spans(n));
     let _ = provider.shutdown();
     let exported = count.load(std::sync::atomic::Ordering::Relaxed);
 
@@ -140,7 +104,7 @@ fn main() {
     let telemetry = common::telemetry::init(common::telemetry::LogFormat::Json, "bench").unwrap();
     let before = process_cpu();
     let wall = Instant::now();
-    task_spans(n, Via::TaskSpan);
+    task_spans(n);
     drop(telemetry);
     let (otlp_cpu, otlp_wall) = (process_cpu() - before, wall.elapsed());
 
@@ -149,11 +113,9 @@ fn main() {
         "exported": exported,
         "off_thread_cpu_us": per(off_cpu),
         "layer_thread_cpu_us": per(on_cpu),
-        "tracing_span_thread_cpu_us": per(tracing_cpu),
         "otlp_process_cpu_us": per(otlp_cpu),
         "off_wall_us": per(off_wall),
         "layer_wall_us": per(on_wall),
-        "tracing_span_wall_us": per(tracing_wall),
         "otlp_wall_us": per(otlp_wall),
         // Export requests of at most 512 spans each: fewer than spans / 512 means the batch
         // processor dropped spans (its queue holds 2048).

@@ -6,7 +6,8 @@
 //! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
 //! spans also go to that OTLP collector over HTTP/protobuf; otherwise no span is exported and no
 //! trace context is sent. The trace context of a job travels in W3C `traceparent`/`tracestate`
-//! pairs ([`inject`], [`set_parent`]) so one job is one trace across the leader and every worker.
+//! pairs ([`inject`], and [`TaskSpan`] on the worker's side) so one job is one trace across the
+//! leader and every worker.
 //!
 //! Spans are `tracing` spans, exported through the span layer, except the one span per task that
 //! every worker opens ([`TaskSpan`]): that one is on the hot path of the fleet, so it is built with
@@ -145,7 +146,7 @@ impl<S: tracing::Subscriber> Layer<S> for TaskTracer {}
 /// still shows, without an outcome.
 ///
 /// Every worker opens one per task, so it skips `tracing` and the span layer and is built with
-/// the SDK directly: 1.3 µs against 4.9 µs a task (`spans` benchmark, docs/benchmarks.md). Log
+/// the SDK directly: 1.5 µs against 3.3 µs a task on its thread (docs/benchmarks.md). Log
 /// lines about a task carry the same ids as fields of their own. Without span export (no span
 /// layer in the current subscriber) it records nothing and costs a lookup.
 pub struct TaskSpan(Option<opentelemetry_sdk::trace::Span>);
@@ -244,16 +245,6 @@ pub fn inject(span: &tracing::Span) -> BTreeMap<String, String> {
     carrier
 }
 
-/// Makes `span` a child of the remote span that `carrier` names. Call it before the span is first
-/// entered; a carrier without a valid `traceparent` leaves the span a root.
-pub fn set_parent(span: &tracing::Span, carrier: &BTreeMap<String, String>) {
-    if carrier.is_empty() {
-        return;
-    }
-    // Without the span layer (no export configured) there is nothing to link.
-    let _ = span.set_parent(extract(carrier));
-}
-
 /// The remote span context that `carrier` names; an empty context when it names none.
 fn extract(carrier: &BTreeMap<String, String>) -> opentelemetry::Context {
     struct Carrier<'a>(&'a BTreeMap<String, String>);
@@ -286,32 +277,6 @@ mod tests {
     }
 
     #[test]
-    fn a_context_survives_inject_and_extract() {
-        let provider = SdkTracerProvider::builder().build();
-        let subscriber = Registry::default().with(span_layer(provider.tracer("test")));
-        tracing::subscriber::with_default(subscriber, || {
-            let job = tracing::info_span!("job");
-            let carrier = inject(&job);
-            let traceparent = &carrier["traceparent"];
-            let (trace, span) = span_ids(&job);
-            assert_eq!(traceparent, &format!("00-{trace}-{span}-01"), "W3C traceparent of the job span");
-            assert!(!carrier.contains_key("tracestate"), "an empty tracestate is not sent: {carrier:?}");
-
-            // The other side of the broker: a new span whose parent is the remote job span.
-            let task = tracing::info_span!(parent: None, "task");
-            set_parent(&task, &carrier);
-            let (task_trace, task_span) = span_ids(&task);
-            assert_eq!(task_trace, trace, "one trace");
-            assert_ne!(task_span, span);
-
-            // No carrier: a root of its own trace.
-            let lone = tracing::info_span!(parent: None, "task");
-            set_parent(&lone, &BTreeMap::new());
-            assert_ne!(span_ids(&lone).0, trace);
-        });
-    }
-
-    #[test]
     fn spans_are_recorded_when_log_lines_are_quieter() {
         // As with RUST_LOG=warn: log lines at warn, spans at info all the same.
         let provider = SdkTracerProvider::builder().build();
@@ -324,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn a_task_span_is_a_child_of_the_context_its_task_carries() {
+    fn a_context_survives_inject_and_a_task_span_is_its_child() {
         use opentelemetry_sdk::trace::InMemorySpanExporter;
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
@@ -335,6 +300,12 @@ mod tests {
         let (job, carrier) = tracing::subscriber::with_default(subscriber, || {
             let job = tracing::info_span!("job");
             let carrier = inject(&job);
+            let traceparent = &carrier["traceparent"];
+            let (trace, span) = span_ids(&job);
+            assert_eq!(traceparent, &format!("00-{trace}-{span}-01"), "W3C traceparent of the job span");
+            assert!(!carrier.contains_key("tracestate"), "an empty tracestate is not sent: {carrier:?}");
+
+            // The other side of the broker: task spans whose parent is the remote job span.
             let mut task = crate::testing::empty_task("j-1", crate::Round::Aggregate, 3);
             task.attempt = 2;
             task.trace = carrier.clone();
@@ -346,17 +317,23 @@ mod tests {
             let mut basic = crate::testing::empty_task("j-1", crate::Round::Basic, 4);
             basic.trace = carrier.clone();
             drop(TaskSpan::start(&basic));
+            // No carrier: a root of its own trace.
+            drop(TaskSpan::start(&crate::testing::empty_task("j-2", crate::Round::Basic, 0)));
             (span_ids(&job), carrier)
         });
         let spans = exporter.get_finished_spans().unwrap();
         let attrs = |s: &opentelemetry_sdk::trace::SpanData| -> BTreeMap<String, String> {
             s.attributes.iter().map(|kv| (kv.key.to_string(), kv.value.to_string())).collect()
         };
-        let tasks: Vec<_> = spans.iter().filter(|s| s.name == "task").collect();
-        assert_eq!(tasks.len(), 2, "{spans:#?}");
+        let mut tasks: Vec<_> = spans.iter().filter(|s| s.name == "task").collect();
+        assert_eq!(tasks.len(), 3, "{spans:#?}");
+        let lone = tasks.pop().unwrap();
+        assert_ne!(lone.span_context.trace_id().to_string(), job.0, "without a carrier, a trace of its own");
+        assert_eq!(lone.parent_span_id, opentelemetry::trace::SpanId::INVALID, "without a carrier, a root");
         for task in &tasks {
             assert_eq!(task.span_context.trace_id().to_string(), job.0, "in the job's trace ({carrier:?})");
             assert_eq!(task.parent_span_id.to_string(), job.1, "a child of the job span");
+            assert_ne!(task.span_context.span_id().to_string(), job.1, "a span of its own");
         }
         let aggregate = attrs(tasks[0]);
         let expected = [
