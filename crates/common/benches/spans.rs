@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
+use common::telemetry::TraceContext;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::info;
 use tracing_subscriber::layer::SubscriberExt;
@@ -50,17 +51,20 @@ fn cpu(path: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// A basic task, first attempt, carrying a job span's trace context as tasks from a leader do.
-fn task(index: u32) -> common::Task {
+/// A basic task, first attempt, carrying its job span's trace context as tasks from a leader do:
+/// one context that every task of the job shares, as a worker reads it from their headers.
+fn task(index: u32, trace: &TraceContext) -> common::Task {
     let mut task = common::testing::empty_task("b7-3f2a91c0", common::Round::Basic, index);
     task.batch = 7;
     task.tx_range = (u64::from(index) * 40, u64::from(index) * 40 + 40);
-    task.trace.insert("traceparent".into(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    task.trace = trace.clone();
     task
 }
 
 fn task_spans(n: u64) -> (Duration, Duration) {
-    let tasks: Vec<common::Task> = (0..n).map(|i| task(i as u32)).collect();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let trace = TraceContext::from_pairs([("traceparent".to_string(), traceparent.to_string())].into());
+    let tasks: Vec<common::Task> = (0..n).map(|i| task(i as u32, &trace)).collect();
     let (cpu, wall) = (thread_cpu(), Instant::now());
     for task in &tasks {
         // What `worker::execute_task` does around a proof.

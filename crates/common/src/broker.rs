@@ -9,6 +9,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
+use crate::telemetry::{TraceContext, TRACE_HEADERS};
+
 /// How long a first connection may take before the broker counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -159,11 +161,35 @@ pub fn int_header(properties: &BasicProperties, name: &str) -> Option<u64> {
 }
 
 /// The W3C trace context a message carries in its headers (empty when it carries none).
-pub fn trace_context(properties: &BasicProperties) -> std::collections::BTreeMap<String, String> {
-    crate::telemetry::TRACE_HEADERS
-        .iter()
-        .filter_map(|name| header(properties, name).map(|v| (name.to_string(), v)))
-        .collect()
+pub fn trace_context(properties: &BasicProperties) -> TraceContext {
+    TraceContext::from_pairs(
+        TRACE_HEADERS.iter().filter_map(|name| header(properties, name).map(|v| (name.to_string(), v))).collect(),
+    )
+}
+
+/// Reads the trace context of message after message, and hands out the one read last again when
+/// the next message carries the same headers: every task of a job does, so a job's tasks share
+/// one context and its parent is parsed once ([`TraceContext`]).
+#[derive(Default)]
+pub struct TraceContexts {
+    last: std::sync::Mutex<TraceContext>,
+}
+
+impl TraceContexts {
+    /// The trace context of a message with these properties.
+    pub fn read(&self, properties: &BasicProperties) -> TraceContext {
+        let carried = |name| match properties.headers().as_ref()?.inner().get(name)? {
+            AMQPValue::LongString(s) => Some(s.as_bytes()),
+            AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
+            _ => None,
+        };
+        let mut last = self.last.lock().unwrap();
+        if TRACE_HEADERS.iter().all(|&name| carried(name) == last.get(name).map(str::as_bytes)) {
+            return last.clone();
+        }
+        *last = trace_context(properties);
+        last.clone()
+    }
 }
 
 /// How many times the broker has redelivered a message (quorum queues count returns).
@@ -204,5 +230,26 @@ mod tests {
         assert_eq!(redact("amqps://u:p@ss@h/v"), "amqps://u:***@h/v");
         assert_eq!(redact("amqp://rabbit:5672"), "amqp://rabbit:5672");
         assert!(!redact("amqp://a:topsecret@h").contains("topsecret"));
+    }
+
+    #[test]
+    fn a_reused_trace_context_is_never_a_stale_one() {
+        let message = |pairs: &[(&str, &str)]| BasicProperties::default().with_headers(headers(pairs.iter().copied()));
+        let (a, b) = ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01");
+        let traces = TraceContexts::default();
+        let read = |properties: &BasicProperties| {
+            let trace = traces.read(properties);
+            assert_eq!(trace, trace_context(properties), "what the headers say, reused or not");
+            trace
+        };
+        assert_eq!(read(&message(&[("traceparent", a), ("job", "j-1")])).get("traceparent"), Some(a));
+        assert_eq!(read(&message(&[("traceparent", a), ("job", "j-2")])).get("traceparent"), Some(a));
+        assert_eq!(read(&message(&[("traceparent", b)])).get("traceparent"), Some(b));
+        let with_state = read(&message(&[("traceparent", b), ("tracestate", "vendor=1")]));
+        assert_eq!(with_state.get("tracestate"), Some("vendor=1"), "a tracestate alone differs");
+        assert_eq!(read(&message(&[("traceparent", b)])).get("tracestate"), None);
+        assert!(read(&message(&[("job", "j-1")])).is_empty(), "no trace headers, no context");
+        assert!(read(&BasicProperties::default()).is_empty(), "no headers at all");
+        assert_eq!(read(&message(&[("traceparent", a)])).get("traceparent"), Some(a));
     }
 }

@@ -97,7 +97,7 @@ pub fn plan(shape: &JobShape) -> Result<Plan, PlanError> {
         params: shape.params.clone(),
         meta: shape.meta.clone(),
         attempt: 1,
-        trace: BTreeMap::new(),
+        trace: Default::default(),
     };
 
     let whole = (0, shape.tx_count);

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TaskError;
+use crate::telemetry::TraceContext;
 
 /// The rounds of a job, in the order they run. Each has its own queue in a broker fleet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -72,7 +73,7 @@ pub struct Task {
     /// Trace context (W3C `traceparent` and friends), so one job is one trace. Filled in the
     /// leader's and the worker's process; over the broker it travels in the message headers
     /// instead (the body goes out with it empty).
-    pub trace: BTreeMap<String, String>,
+    pub trace: TraceContext,
 }
 
 /// `job/round/level-index`: unique within a fleet, used in logs and as a message id.
@@ -160,7 +161,7 @@ mod tests {
             params: vec![1, 2, 3],
             meta: BTreeMap::new(),
             attempt: 1,
-            trace: BTreeMap::from([("traceparent".into(), "00-abc-def-01".into())]),
+            trace: TraceContext::from_pairs(BTreeMap::from([("traceparent".into(), "00-abc-def-01".into())])),
         };
         let bytes = encode(&task);
         assert!(bytes.len() < 640, "messages stay small: {} bytes", bytes.len());

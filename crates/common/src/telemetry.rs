@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -25,6 +26,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing::Level;
 use tracing_subscriber::filter::filter_fn;
@@ -146,9 +148,10 @@ impl<S: tracing::Subscriber> Layer<S> for TaskTracer {}
 /// still shows, without an outcome.
 ///
 /// Every worker opens one per task, so it skips `tracing` and the span layer and is built with
-/// the SDK directly: 1.5 µs against 3.3 µs a task on its thread (docs/benchmarks.md). Log
-/// lines about a task carry the same ids as fields of their own. Without span export (no span
-/// layer in the current subscriber) it records nothing and costs a lookup.
+/// the SDK directly: 1.5 µs against 3.3 µs a task on its thread, and 0.9 µs since its parent is
+/// parsed once per job ([`TraceContext`]; docs/benchmarks.md). Log lines about a task carry the
+/// same ids as fields of their own. Without span export (no span layer in the current
+/// subscriber) it records nothing and costs a lookup.
 pub struct TaskSpan(Option<opentelemetry_sdk::trace::Span>);
 
 impl TaskSpan {
@@ -161,14 +164,14 @@ impl TaskSpan {
                 KeyValue::new("batch", task.batch as i64),
                 KeyValue::new("round", task.round.as_str()),
                 KeyValue::new("index", i64::from(task.index)),
-                KeyValue::new("tx_range", format!("{:?}", task.tx_range)),
+                KeyValue::new("tx_range", tx_range(task.tx_range)),
             ]);
             // `level` only where it tells tasks apart, `attempt` only on retries: every attribute
             // is paid for on each task, twice (here and in the export).
             attributes.extend(task.shown_level().map(|l| KeyValue::new("level", i64::from(l))));
             attributes.extend(task.shown_attempt().map(|a| KeyValue::new("attempt", i64::from(a))));
-            let parent = extract(&task.trace);
-            Some(tracer.span_builder("task").with_attributes(attributes).start_with_context(tracer, &parent))
+            let builder = tracer.span_builder("task").with_attributes(attributes);
+            Some(builder.start_with_context(tracer, task.trace.parent()))
         }))
     }
 
@@ -183,6 +186,16 @@ impl TaskSpan {
     pub fn is_recording(&self) -> bool {
         self.0.is_some()
     }
+}
+
+/// `tx_range` as the log lines show it, `(start, end)`, without the formatting machinery: with
+/// `{:?}` it was a seventh of a task span's cost in a profile of the dispatch benchmark.
+fn tx_range((start, end): (u64, u64)) -> String {
+    let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (start, end) = (a.format(start), b.format(end));
+    let mut s = String::with_capacity(start.len() + end.len() + 4);
+    s.extend(["(", start, ", ", end, ")"]);
+    s
 }
 
 fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
@@ -231,7 +244,7 @@ impl HttpClient for UreqClient {
 
 /// The trace context of `span` as W3C header pairs; empty when spans are not recorded. An empty
 /// `tracestate` is left out (W3C allows it), so a task message carries one header, not two.
-pub fn inject(span: &tracing::Span) -> BTreeMap<String, String> {
+pub fn inject(span: &tracing::Span) -> TraceContext {
     struct Carrier<'a>(&'a mut BTreeMap<String, String>);
     impl Injector for Carrier<'_> {
         fn set(&mut self, key: &str, value: String) {
@@ -242,7 +255,76 @@ pub fn inject(span: &tracing::Span) -> BTreeMap<String, String> {
     }
     let mut carrier = BTreeMap::new();
     TraceContextPropagator::new().inject_context(&span.context(), &mut Carrier(&mut carrier));
-    carrier
+    TraceContext::from_pairs(carrier)
+}
+
+/// A job's trace context as each of its tasks carries it: the W3C header pairs (`traceparent`,
+/// and `tracestate` when it is not empty), shared. Every task of a job carries the same one, so a
+/// clone is a reference count, and the remote parent it names is parsed once, by the first task
+/// span that needs it, not once per task. On the wire it is the map of pairs.
+#[derive(Clone, Default)]
+pub struct TraceContext(Option<Arc<Carried>>);
+
+struct Carried {
+    pairs: BTreeMap<String, String>,
+    parent: OnceLock<opentelemetry::Context>,
+}
+
+impl TraceContext {
+    /// The context these header pairs name; none when there are none.
+    pub fn from_pairs(pairs: BTreeMap<String, String>) -> Self {
+        Self((!pairs.is_empty()).then(|| Arc::new(Carried { pairs, parent: OnceLock::new() })))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The value of header `name`, if carried.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.as_ref()?.pairs.get(name).map(String::as_str)
+    }
+
+    /// The header pairs, in name order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().flat_map(|c| c.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The remote span these pairs name, as the parent of a task span; an empty context (a new
+    /// trace) when they name none.
+    fn parent(&self) -> &opentelemetry::Context {
+        static NONE: LazyLock<opentelemetry::Context> = LazyLock::new(opentelemetry::Context::new);
+        match &self.0 {
+            Some(carried) => carried.parent.get_or_init(|| extract(&carried.pairs)),
+            None => &NONE,
+        }
+    }
+}
+
+impl PartialEq for TraceContext {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs().eq(other.pairs())
+    }
+}
+
+impl Eq for TraceContext {}
+
+impl std::fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.pairs()).finish()
+    }
+}
+
+impl Serialize for TraceContext {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.pairs())
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceContext {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(deserializer).map(Self::from_pairs)
+    }
 }
 
 /// The remote span context that `carrier` names; an empty context when it names none.
@@ -255,9 +337,6 @@ fn extract(carrier: &BTreeMap<String, String>) -> opentelemetry::Context {
         fn keys(&self) -> Vec<&str> {
             self.0.keys().map(String::as_str).collect()
         }
-    }
-    if carrier.is_empty() {
-        return opentelemetry::Context::new();
     }
     TraceContextPropagator::new().extract(&Carrier(carrier))
 }
@@ -284,7 +363,7 @@ mod tests {
         let subscriber = Registry::default().with(quiet).with(span_layer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("task");
-            assert!(inject(&span).contains_key("traceparent"), "the info span is recorded");
+            assert!(inject(&span).get("traceparent").is_some(), "the info span is recorded");
         });
     }
 
@@ -300,10 +379,9 @@ mod tests {
         let (job, carrier) = tracing::subscriber::with_default(subscriber, || {
             let job = tracing::info_span!("job");
             let carrier = inject(&job);
-            let traceparent = &carrier["traceparent"];
             let (trace, span) = span_ids(&job);
-            assert_eq!(traceparent, &format!("00-{trace}-{span}-01"), "W3C traceparent of the job span");
-            assert!(!carrier.contains_key("tracestate"), "an empty tracestate is not sent: {carrier:?}");
+            assert_eq!(carrier.get("traceparent"), Some(&*format!("00-{trace}-{span}-01")), "W3C traceparent of the job span");
+            assert_eq!(carrier.get("tracestate"), None, "an empty tracestate is not sent: {carrier:?}");
 
             // The other side of the broker: task spans whose parent is the remote job span.
             let mut task = crate::testing::empty_task("j-1", crate::Round::Aggregate, 3);
@@ -352,6 +430,20 @@ mod tests {
         for absent in ["level", "attempt", "outcome"] {
             assert!(!basic.contains_key(absent), "{absent} on a first-attempt basic task: {basic:?}");
         }
+    }
+
+    #[test]
+    fn a_trace_context_travels_as_the_map_of_its_pairs() {
+        use crate::protocol::{decode, encode};
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let pairs = BTreeMap::from([("traceparent".to_string(), traceparent.to_string())]);
+        let trace = TraceContext::from_pairs(pairs.clone());
+        assert_eq!(encode(&trace), encode(&pairs), "the same bytes as the map it replaced");
+        assert_eq!(decode::<TraceContext>(&encode(&pairs)).unwrap(), trace);
+        let none = BTreeMap::<String, String>::new();
+        assert_eq!(encode(&TraceContext::default()), encode(&none));
+        assert!(decode::<TraceContext>(&encode(&none)).unwrap().is_empty());
+        assert_eq!(format!("{trace:?}"), format!("{pairs:?}"));
     }
 
     #[test]

@@ -108,7 +108,7 @@ fn cpu_by_thread() -> BTreeMap<String, Duration> {
 async fn phase(
     fleet: &mut FleetHandle,
     job: &str,
-    trace: &BTreeMap<String, String>,
+    trace: &common::telemetry::TraceContext,
     first: u32,
     count: usize,
     window: usize,

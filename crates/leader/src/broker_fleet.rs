@@ -46,7 +46,7 @@ pub fn task_message(task: &Task) -> (Vec<u8>, BasicProperties) {
 pub fn task_properties(task: &Task) -> BasicProperties {
     let mut headers = broker::headers(
         std::iter::once((JOB_HEADER, task.job.as_str()))
-            .chain(task.trace.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            .chain(task.trace.pairs()),
     );
     headers.insert(PUBLISHED_HEADER.into(), AMQPValue::LongLongInt(broker::unix_ms() as i64));
     BasicProperties::default()

@@ -115,6 +115,7 @@ struct Shared {
     publisher: Publisher,
     cancelled: Mutex<HashSet<String>>,
     cancels: broadcast::Sender<String>,
+    traces: broker::TraceContexts,
 }
 
 /// Makes the backend ready for the rounds served (loading or building circuits) before the first
@@ -158,6 +159,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         publisher,
         cancelled: Mutex::new(HashSet::new()),
         cancels,
+        traces: Default::default(),
     });
     let control = follow_cancellations(&connection, &config.name, shared.clone()).await?;
 
@@ -437,7 +439,7 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
         crate::metrics::queue_wait(task.round, Duration::from_millis(wait_ms));
     }
     // Over the broker the trace context travels in the message headers, not in the body.
-    let trace = broker::trace_context(&delivery.properties);
+    let trace = shared.traces.read(&delivery.properties);
     if !trace.is_empty() {
         task.trace = trace;
     }
