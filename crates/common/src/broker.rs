@@ -235,7 +235,8 @@ mod tests {
     #[test]
     fn a_reused_trace_context_is_never_a_stale_one() {
         let message = |pairs: &[(&str, &str)]| BasicProperties::default().with_headers(headers(pairs.iter().copied()));
-        let (a, b) = ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01");
+        let a = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let b = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
         let traces = TraceContexts::default();
         let read = |properties: &BasicProperties| {
             let trace = traces.read(properties);

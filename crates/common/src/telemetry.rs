@@ -6,7 +6,8 @@
 //! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
 //! spans also go to that OTLP collector over HTTP/protobuf; otherwise no span is exported and no
 //! trace context is sent. The trace context of a job travels in W3C `traceparent`/`tracestate`
-//! pairs ([`inject`], and [`TaskSpan`] on the worker's side) so one job is one trace across the
+//! pairs ([`inject`] makes one [`TraceContext`] that every task of the job shares, and
+//! [`TaskSpan`] takes it as the parent on the worker's side) so one job is one trace across the
 //! leader and every worker.
 //!
 //! Spans are `tracing` spans, exported through the span layer, except the one span per task that
