@@ -36,19 +36,12 @@ impl SpanExporter for Discard {
 
 /// CPU time of the calling thread so far (Linux, clock ticks of 1/100 s).
 fn thread_cpu() -> Duration {
-    cpu("/proc/thread-self/stat")
+    common::testing::proc_cpu("/proc/thread-self/stat".as_ref()).unwrap_or_default().1
 }
 
 /// CPU time of this process so far, every thread.
 fn process_cpu() -> Duration {
-    cpu("/proc/self/stat")
-}
-
-fn cpu(path: &str) -> Duration {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-    Duration::from_millis(ticks * 10)
+    common::testing::proc_cpu("/proc/self/stat".as_ref()).unwrap_or_default().1
 }
 
 /// A basic task, first attempt, carrying its job span's trace context as tasks from a leader do:

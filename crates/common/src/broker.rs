@@ -139,10 +139,14 @@ pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Field
 
 /// A string header of a message, if present.
 pub fn header(properties: &BasicProperties, name: &str) -> Option<String> {
-    let value = properties.headers().as_ref()?.inner().get(name)?;
-    match value {
-        AMQPValue::LongString(s) => Some(s.to_string()),
-        AMQPValue::ShortString(s) => Some(s.to_string()),
+    header_bytes(properties, name).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// The bytes of a string header, if present, without copying them.
+fn header_bytes<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a [u8]> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(s.as_bytes()),
+        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
         _ => None,
     }
 }
@@ -178,13 +182,8 @@ pub struct TraceContexts {
 impl TraceContexts {
     /// The trace context of a message with these properties.
     pub fn read(&self, properties: &BasicProperties) -> TraceContext {
-        let carried = |name| match properties.headers().as_ref()?.inner().get(name)? {
-            AMQPValue::LongString(s) => Some(s.as_bytes()),
-            AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
-            _ => None,
-        };
         let mut last = self.last.lock().unwrap();
-        if TRACE_HEADERS.iter().all(|&name| carried(name) == last.get(name).map(str::as_bytes)) {
+        if TRACE_HEADERS.iter().all(|&name| header_bytes(properties, name) == last.get(name).map(str::as_bytes)) {
             return last.clone();
         }
         *last = trace_context(properties);

@@ -199,3 +199,17 @@ pub fn otlp_collector() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(Str
     });
     (addr, rx)
 }
+
+/// The name and the CPU time so far (user and system) of the process or thread whose `stat` file
+/// is at `path` (`/proc/self/stat`, `/proc/thread-self/stat`, `/proc/self/task/<tid>/stat`), for
+/// benchmarks that report CPU per task. Linux only; `None` where the file cannot be read.
+pub fn proc_cpu(path: &Path) -> Option<(String, Duration)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The name is in parentheses and may hold any character, so it ends at the last ')'. utime
+    // and stime are the 12th and 13th fields after it, in clock ticks of 1/100 s.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Some((name, Duration::from_millis(ticks * 10)))
+}

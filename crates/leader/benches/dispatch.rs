@@ -81,12 +81,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// CPU time this process has used so far (user and system, all threads), from /proc (Linux).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which ends with the last ')'): utime and stime are the 12th
-    // and 13th, in clock ticks of 1/100 s.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-    Duration::from_millis(ticks * 10)
+    common::testing::proc_cpu("/proc/self/stat".as_ref()).unwrap_or_default().1
 }
 
 /// CPU time so far per thread name (threads of one name summed: tokio's workers, lapin's I/O
@@ -94,12 +89,9 @@ fn cpu_time() -> Duration {
 fn cpu_by_thread() -> BTreeMap<String, Duration> {
     let mut by_name = BTreeMap::new();
     for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-        *by_name.entry(name).or_default() += Duration::from_millis(ticks * 10);
+        if let Some((name, cpu)) = common::testing::proc_cpu(&entry.path().join("stat")) {
+            *by_name.entry(name).or_default() += cpu;
+        }
     }
     by_name
 }
