@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cli;
 pub mod error;
 pub mod metrics;
+mod otlp;
 pub mod plan;
 pub mod protocol;
 pub mod store;

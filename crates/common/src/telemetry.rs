@@ -17,13 +17,10 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, LazyLock, OnceLock};
-use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry::KeyValue;
-use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
@@ -200,47 +197,12 @@ fn tx_range((start, end): (u64, u64)) -> String {
 }
 
 fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_http_client(UreqClient::new())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let exporter = crate::otlp::OtlpExporter::from_env()?;
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service);
     }
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build())
-}
-
-/// The OTLP exporter's HTTP client: the blocking client the project already uses for the
-/// management API. The SDK's batch processor exports from a thread of its own, so blocking there
-/// holds up no task.
-#[derive(Debug)]
-struct UreqClient(ureq::Agent);
-
-/// How long one export may take before it is dropped (the SDK logs and goes on).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl UreqClient {
-    fn new() -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(EXPORT_TIMEOUT))
-            .build();
-        Self(ureq::Agent::new_with_config(config))
-    }
-}
-
-#[async_trait::async_trait]
-impl HttpClient for UreqClient {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (parts, body) = request.into_parts();
-        let response = self.0.run(Request::from_parts(parts, body.to_vec()))?;
-        let (parts, mut body) = response.into_parts();
-        let bytes = body.with_config().limit(1 << 20).read_to_vec()?;
-        Ok(Response::from_parts(parts, Bytes::from(bytes)))
-    }
 }
 
 /// The trace context of `span` as W3C header pairs; empty when spans are not recorded. An empty
