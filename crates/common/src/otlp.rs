@@ -68,7 +68,8 @@ impl OtlpExporter {
         let mut headers = Vec::new();
         // The signal's own variable last, so its values win.
         for name in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
-            for (key, value) in var(name).as_deref().map(parse_headers).transpose().map_err(|e| format!("{name}: {e}"))?.into_iter().flatten() {
+            let Some(text) = var(name) else { continue };
+            for (key, value) in parse_headers(&text).map_err(|e| format!("{name}: {e}"))? {
                 headers.retain(|(k, _): &(String, String)| !k.eq_ignore_ascii_case(&key));
                 headers.push((key, value));
             }
