@@ -3,6 +3,7 @@
 //! leader) on the local RabbitMQ, in a virtual host of their own.
 //!
 //!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C] [--telemetry]
+//!       [--task-cpu-us N]
 //!
 //! Prints one JSON line per phase: `throughput` (all tasks at once) and `latency` (one task at a
 //! time: the per-task overhead).
@@ -14,6 +15,9 @@
 //! headers as the leader's tasks do. Without it the process logs as a worker without an OTLP
 //! endpoint does. Log lines are at `warn` either way (no line per task) unless `RUST_LOG` says
 //! otherwise.
+//!
+//! `--task-cpu-us N` gives every task about N µs of CPU work in the backend, so that a run shows
+//! what a known cost per task does to throughput (telemetry's cost reads against that scale).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,10 +38,11 @@ struct Args {
     concurrency: usize,
     metrics: bool,
     tracing: bool,
+    task_cpu_us: u64,
 }
 
 fn args() -> Args {
-    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false };
+    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false, task_cpu_us: 0 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -47,6 +52,7 @@ fn args() -> Args {
             "--latency-tasks" => a.latency_tasks = value(),
             "--workers" => a.workers = value(),
             "--concurrency" => a.concurrency = value(),
+            "--task-cpu-us" => a.task_cpu_us = value() as u64,
             flag @ ("--telemetry" | "--metrics" | "--tracing") => {
                 a.metrics |= flag != "--tracing";
                 a.tracing |= flag != "--metrics";
@@ -155,6 +161,7 @@ fn report(
         "concurrency": args.concurrency,
         "metrics": args.metrics,
         "tracing": args.tracing,
+        "task_cpu_us": args.task_cpu_us,
         "tasks_per_s": (latencies.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
         "p50_ms": (percentile(&latencies, 0.5) * 1000.0).round() / 1000.0,
         "p90_ms": (percentile(&latencies, 0.9) * 1000.0).round() / 1000.0,
@@ -198,6 +205,7 @@ fn main() {
     assert_eq!(telemetry.exporting(), args.tracing);
     runtime.block_on(async {
         let store = Store::open("memory:").unwrap();
+        let task_cpu = BurnBackend::for_micros(args.task_cpu_us);
         let shutdown = CancellationToken::new();
         let mut workers = Vec::new();
         for i in 0..args.workers {
@@ -205,7 +213,7 @@ fn main() {
                 rounds: vec![Round::Basic],
                 concurrency: args.concurrency,
                 grace: Duration::from_secs(5),
-                ..worker::daemon::Config::new(uri.clone(), store.clone(), format!("bench-{i}"), Arc::new(worker::cli::NoopBackend))
+                ..worker::daemon::Config::new(uri.clone(), store.clone(), format!("bench-{i}"), Arc::new(task_cpu.clone()))
             };
             workers.push(tokio::spawn(worker::daemon::run(config, shutdown.clone())));
         }
@@ -263,4 +271,39 @@ async fn collector(requests: Arc<AtomicU64>) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
+}
+
+/// The no-op backend, or with `--task-cpu-us N` one that burns about N µs of CPU per task (a
+/// fixed count of xorshift steps, timed once at start): how throughput answers to CPU added per
+/// task, the scale that telemetry's own cost per task reads against.
+#[derive(Clone)]
+struct BurnBackend(u64);
+
+impl BurnBackend {
+    fn for_micros(us: u64) -> Self {
+        if us == 0 {
+            return Self(0);
+        }
+        const STEPS: u64 = 50_000_000;
+        let started = Instant::now();
+        burn(STEPS);
+        Self((STEPS as f64 * us as f64 / (started.elapsed().as_secs_f64() * 1e6)) as u64)
+    }
+}
+
+fn burn(steps: u64) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..steps {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    std::hint::black_box(x)
+}
+
+impl common::ProvingBackend for BurnBackend {
+    fn prove(&self, task: &common::Task, inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, common::TaskError> {
+        burn(self.0);
+        common::ProvingBackend::prove(&worker::cli::NoopBackend, task, inputs)
+    }
 }
