@@ -340,4 +340,24 @@ fn observability_settings_that_cannot_work_fail_at_start() {
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("error: tracing export to not a url:"), "{text}");
     }
+    // Export settings the exporter does not support are refused, not ignored: one line naming the
+    // variable, and 64.
+    for (var, value, says) in [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: only http/protobuf is supported"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", "OTEL_EXPORTER_OTLP_COMPRESSION=gzip: compression is not supported"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "OTEL_EXPORTER_OTLP_TIMEOUT=soon: not a number of milliseconds"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "OTEL_EXPORTER_OTLP_HEADERS: `api-key` is not key=value"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_leader"))
+            .args(["verify", "--proof", "x"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+            .env(var, value)
+            .env("ZKFLEET_STORE", env.store())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{var}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert_eq!(text.trim_end(), format!("error: tracing export to http://127.0.0.1:4318: {says}"), "{var}");
+    }
 }
