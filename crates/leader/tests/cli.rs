@@ -326,17 +326,21 @@ fn observability_settings_that_cannot_work_fail_at_start() {
     let out = env.leader(&["prove", "--metrics-addr", &addr], None);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("--metrics-addr {addr}")), "{}", stderr(&out));
-    // An OTLP endpoint that is not a URL: one line and 64, for the leader and the worker.
-    for bin in [env!("CARGO_BIN_EXE_leader"), Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker").to_str().unwrap()] {
+    // `bin` started with these export variables; its exit code and its stderr.
+    let start = |bin: &str, vars: &[(&str, &str)]| {
         let out = Command::new(bin)
             .args(if bin.ends_with("worker") { &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f"][..] } else { &["verify", "--proof", "x"][..] })
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")
+            .envs(vars.iter().copied())
             .env("ZKFLEET_STORE", env.store())
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(64), "{bin}: {}", stderr(&out));
-        let text = stderr(&out);
+        (out.status.code(), stderr(&out))
+    };
+    // An OTLP endpoint that is not a URL: one line and 64, for the leader and the worker.
+    for bin in [env!("CARGO_BIN_EXE_leader"), Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker").to_str().unwrap()] {
+        let (code, text) = start(bin, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")]);
+        assert_eq!(code, Some(64), "{bin}: {text}");
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("error: tracing export to not a url:"), "{text}");
     }
@@ -348,16 +352,8 @@ fn observability_settings_that_cannot_work_fail_at_start() {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "OTEL_EXPORTER_OTLP_TIMEOUT=soon: not a number of milliseconds"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "OTEL_EXPORTER_OTLP_HEADERS: `api-key` is not key=value"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_leader"))
-            .args(["verify", "--proof", "x"])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-            .env(var, value)
-            .env("ZKFLEET_STORE", env.store())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(64), "{var}: {}", stderr(&out));
-        let text = stderr(&out);
+        let (code, text) = start(env!("CARGO_BIN_EXE_leader"), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), (var, value)]);
+        assert_eq!(code, Some(64), "{var}: {text}");
         assert_eq!(text.trim_end(), format!("error: tracing export to http://127.0.0.1:4318: {says}"), "{var}");
     }
 }
