@@ -200,12 +200,12 @@ fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
         buf[at] = len as u8;
         return;
     }
-    let mut prefix = Vec::with_capacity(10);
-    varint(&mut prefix, len as u64);
-    let grow = prefix.len() - 1;
-    buf.resize(buf.len() + grow, 0);
-    buf.copy_within(at + 1..at + 1 + len, at + 1 + grow);
-    buf[at..at + prefix.len()].copy_from_slice(&prefix);
+    // The length needs more than the byte kept for it: it goes after the body and is rotated to
+    // the front, with no buffer of its own (a span is usually this size).
+    buf.remove(at);
+    varint(buf, len as u64);
+    let prefix = buf.len() - at - len;
+    buf[at..].rotate_right(prefix);
 }
 
 // OTLP's messages (opentelemetry/proto/…/v1/*.proto), field numbers as there. Fields at their
