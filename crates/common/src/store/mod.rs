@@ -139,6 +139,10 @@ impl CircuitCacheArgs {
     }
 }
 
+/// A store of one of the backends. Calls to the local and S3 backends are boxed (`Box::pin`): an
+/// S3 request's future is several kilobytes (the SDK's, inline), and without the box every
+/// `Store` call was that large, and so was every future that awaits one (a worker's whole task),
+/// with any backend, the memory store included. Measured: docs/benchmarks.md, "Store futures".
 #[derive(Clone, Debug)]
 pub enum Store {
     Local(LocalStore),
@@ -177,8 +181,8 @@ impl Store {
         check_key(key)?;
         let timer = crate::metrics::StoreTimer::start();
         timer.read(match self {
-            Store::Local(s) => s.get(key).await,
-            Store::S3(s) => s.get(key).await,
+            Store::Local(s) => Box::pin(s.get(key)).await,
+            Store::S3(s) => Box::pin(s.get(key)).await,
             Store::Memory(s) => s.get(key),
         })
     }
@@ -197,8 +201,8 @@ impl Store {
         check_key(key)?;
         let timer = crate::metrics::StoreTimer::start();
         timer.write(bytes.len(), match self {
-            Store::Local(s) => s.put(key, bytes).await,
-            Store::S3(s) => s.put(key, bytes, true).await,
+            Store::Local(s) => Box::pin(s.put(key, bytes)).await,
+            Store::S3(s) => Box::pin(s.put(key, bytes, true)).await,
             Store::Memory(s) => Ok(s.put(key, bytes)),
         })
     }
@@ -208,8 +212,8 @@ impl Store {
     pub async fn replace(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_key(key)?;
         match self {
-            Store::Local(s) => s.replace(key, bytes).await,
-            Store::S3(s) => s.put(key, bytes, false).await.map(drop),
+            Store::Local(s) => Box::pin(s.replace(key, bytes)).await,
+            Store::S3(s) => Box::pin(s.put(key, bytes, false)).await.map(drop),
             Store::Memory(s) => {
                 s.replace(key, bytes);
                 Ok(())
@@ -221,8 +225,8 @@ impl Store {
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         match self {
-            Store::Local(s) => s.delete(key).await,
-            Store::S3(s) => s.delete(key).await,
+            Store::Local(s) => Box::pin(s.delete(key)).await,
+            Store::S3(s) => Box::pin(s.delete(key)).await,
             Store::Memory(s) => {
                 s.delete(key);
                 Ok(())
@@ -233,8 +237,8 @@ impl Store {
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
         match self {
-            Store::Local(s) => s.exists(key).await,
-            Store::S3(s) => s.exists(key).await,
+            Store::Local(s) => Box::pin(s.exists(key)).await,
+            Store::S3(s) => Box::pin(s.exists(key)).await,
             Store::Memory(s) => Ok(s.exists(key)),
         }
     }
@@ -243,8 +247,8 @@ impl Store {
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         check_key(prefix)?;
         match self {
-            Store::Local(s) => s.delete_prefix(prefix).await,
-            Store::S3(s) => s.delete_prefix(prefix).await,
+            Store::Local(s) => Box::pin(s.delete_prefix(prefix)).await,
+            Store::S3(s) => Box::pin(s.delete_prefix(prefix)).await,
             Store::Memory(s) => {
                 s.delete_prefix(prefix);
                 Ok(())
@@ -274,6 +278,25 @@ mod tests {
     use super::*;
     use crate::testing::exercise;
 
+    /// Whatever the backend, a store call is a small future, so a task that awaits several is
+    /// not kilobytes that move with it (see [`Store`]).
+    #[test]
+    fn a_store_call_is_a_small_future() {
+        let store = Store::open("memory:").unwrap();
+        let sizes = [
+            ("get", std::mem::size_of_val(&store.get("k"))),
+            ("get_verified", std::mem::size_of_val(&store.get_verified("k", None))),
+            ("put", std::mem::size_of_val(&store.put("k", b""))),
+            ("replace", std::mem::size_of_val(&store.replace("k", b""))),
+            ("delete", std::mem::size_of_val(&store.delete("k"))),
+            ("exists", std::mem::size_of_val(&store.exists("k"))),
+            ("delete_prefix", std::mem::size_of_val(&store.delete_prefix("k"))),
+        ];
+        for (call, size) in sizes {
+            assert!(size <= 512, "Store::{call} is a {size}-byte future");
+        }
+    }
+
     #[tokio::test]
     async fn memory_store_behaves_like_a_store() {
         exercise(Store::open("memory:").unwrap()).await;
@@ -300,3 +323,4 @@ mod tests {
         assert!(matches!(Store::open(""), Err(StoreError::BadUrl { .. })));
     }
 }
+
