@@ -188,8 +188,8 @@ fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
     }
 }
 
-/// A nested message, written in place: the body goes after a one-byte length, which grows (the
-/// body moves up) in the rare case that the body is 128 bytes or more.
+/// A nested message, written in place: the body goes after a one-byte length, which is widened
+/// when the body is 128 bytes or more (most spans, and every batch's outer messages).
 fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     key(buf, field, LEN);
     let at = buf.len();

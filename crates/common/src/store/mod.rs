@@ -323,4 +323,3 @@ mod tests {
         assert!(matches!(Store::open(""), Err(StoreError::BadUrl { .. })));
     }
 }
-
