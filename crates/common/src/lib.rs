@@ -10,6 +10,7 @@ mod otlp;
 pub mod plan;
 pub mod protocol;
 pub mod store;
+mod task_span;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -25,9 +25,11 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use crate::task_span::TaskRecord;
+
 /// How long one export may take before it is given up (the SDK logs it and goes on), unless the
 /// environment says otherwise.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends span batches to one OTLP/HTTP endpoint.
 #[derive(Debug)]
@@ -87,7 +89,7 @@ impl OtlpExporter {
     }
 
     /// An exporter to `endpoint` (checked by the caller), sending `headers` with every request.
-    fn new(endpoint: String, headers: Vec<(String, String)>, timeout: Duration) -> Self {
+    pub(crate) fn new(endpoint: String, headers: Vec<(String, String)>, timeout: Duration) -> Self {
         let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
         Self { agent: ureq::Agent::new_with_config(config), endpoint, headers, resource: EncodedResource::default() }
     }
@@ -114,6 +116,30 @@ fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+impl OtlpExporter {
+    /// Posts task spans ([`TaskRecord`]) as spans of the instrumentation scope `scope`.
+    pub(crate) fn export_tasks(&self, scope: &str, records: &[TaskRecord]) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.post(&encode_task_request(&self.resource, scope, records))
+    }
+
+    /// Posts one encoded `ExportTraceServiceRequest`; an error names the endpoint and what it said.
+    fn post(&self, body: &[u8]) -> Result<(), String> {
+        let mut request = self.agent.post(&self.endpoint).content_type("application/x-protobuf");
+        for (key, value) in &self.headers {
+            request = request.header(key, value);
+        }
+        let mut response = request.send(body).map_err(|e| format!("{}: {e}", self.endpoint))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let text = response.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
+        Err(format!("{}: {} {}", self.endpoint, response.status(), text.trim()))
+    }
+}
+
 impl SpanExporter for OtlpExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         if batch.is_empty() {
@@ -121,16 +147,7 @@ impl SpanExporter for OtlpExporter {
         }
         let body = encode_request(&self.resource, &batch);
         drop(batch);
-        let mut request = self.agent.post(&self.endpoint).content_type("application/x-protobuf");
-        for (key, value) in &self.headers {
-            request = request.header(key, value);
-        }
-        let mut response = request.send(&body[..]).map_err(|e| OTelSdkError::InternalFailure(format!("{}: {e}", self.endpoint)))?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        let text = response.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
-        Err(OTelSdkError::InternalFailure(format!("{}: {} {}", self.endpoint, response.status(), text.trim())))
+        self.post(&body).map_err(OTelSdkError::InternalFailure)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -231,6 +248,79 @@ fn encode_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
         buf.extend_from_slice(&resource.schema_url);
     });
     buf
+}
+
+/// The same request as [`encode_request`] makes of the SDK spans a task span tracer would make of
+/// `records` under the scope `scope` (a name alone), written from the records' fields: integers
+/// are not made into values first, nor `tx_range` into a string, nor anything allocated.
+fn encode_task_request(resource: &EncodedResource, scope: &str, records: &[TaskRecord]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + resource.resource.len() + records.len() * 256);
+    message(&mut buf, 1, |buf| {
+        buf.extend_from_slice(&resource.resource);
+        message(buf, 2, |buf| {
+            message(buf, 1, |buf| bytes(buf, 1, scope.as_bytes()));
+            for record in records {
+                message(buf, 2, |buf| encode_task(buf, record));
+            }
+        });
+        buf.extend_from_slice(&resource.schema_url);
+    });
+    buf
+}
+
+/// A task span: what [`encode_span`] writes of the SDK span made from `record`.
+fn encode_task(buf: &mut Vec<u8>, record: &TaskRecord) {
+    bytes(buf, 1, &record.trace_id.to_bytes());
+    bytes(buf, 2, &record.span_id.to_bytes());
+    bytes(buf, 3, record.trace_state.header().as_bytes());
+    if record.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        bytes(buf, 4, &record.parent_span_id.to_bytes());
+    }
+    bytes(buf, 5, b"task");
+    uint(buf, 6, 1); // SPAN_KIND_INTERNAL
+    fixed64(buf, 7, nanos(record.start));
+    fixed64(buf, 8, nanos(record.end));
+    string_attribute(buf, "job", &[&record.job]);
+    int_attribute(buf, "batch", record.batch as i64);
+    string_attribute(buf, "round", &[record.round.as_str()]);
+    int_attribute(buf, "index", i64::from(record.index));
+    let (mut start, mut end) = (itoa::Buffer::new(), itoa::Buffer::new());
+    string_attribute(buf, "tx_range", &["(", start.format(record.tx_range.0), ", ", end.format(record.tx_range.1), ")"]);
+    if let Some(level) = record.level {
+        int_attribute(buf, "level", i64::from(level));
+    }
+    if let Some(attempt) = record.attempt {
+        int_attribute(buf, "attempt", i64::from(attempt));
+    }
+    if let Some(outcome) = record.outcome {
+        string_attribute(buf, "outcome", &[outcome]);
+    }
+    // An unset status: an empty message, as the generated types always write it.
+    message(buf, 15, |_| {});
+    fixed32(buf, 16, span_flags(record.flags.to_u8(), record.parent_is_remote));
+}
+
+/// A span attribute (`Span.attributes`, field 9) whose value is the string made of `parts`.
+fn string_attribute(buf: &mut Vec<u8>, name: &str, parts: &[&str]) {
+    message(buf, 9, |buf| {
+        bytes(buf, 1, name.as_bytes());
+        message(buf, 2, |buf| {
+            key(buf, 1, LEN);
+            varint(buf, parts.iter().map(|p| p.len()).sum::<usize>() as u64);
+            parts.iter().for_each(|p| buf.extend_from_slice(p.as_bytes()));
+        });
+    });
+}
+
+/// A span attribute (`Span.attributes`, field 9) with an integer value.
+fn int_attribute(buf: &mut Vec<u8>, name: &str, value: i64) {
+    message(buf, 9, |buf| {
+        bytes(buf, 1, name.as_bytes());
+        message(buf, 2, |buf| {
+            key(buf, 3, VARINT);
+            varint(buf, value as u64);
+        });
+    });
 }
 
 fn encode_resource(resource: &Resource) -> EncodedResource {
@@ -524,6 +614,94 @@ mod tests {
         let spans: Vec<_> = request.resource_spans[0].scope_spans.iter().flat_map(|s| &s.spans).collect();
         assert_eq!(spans.len(), 5);
         assert_eq!(spans[0].name, "task");
+    }
+
+    /// Task records of each shape: a retried aggregate task that succeeded, a basic task given up
+    /// half way (no outcome), a root (no trace context) with large numbers, a parent with a
+    /// tracestate.
+    pub(crate) fn task_records() -> Vec<TaskRecord> {
+        use opentelemetry::trace::{TraceFlags, TraceId};
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_000_000_000_000_000 + s);
+        let aggregate = TaskRecord {
+            trace_id: TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
+            span_id: SpanId::from(0xb7ad6b7169203331),
+            parent_span_id: SpanId::from(0x00f067aa0ba902b7),
+            parent_is_remote: true,
+            flags: TraceFlags::SAMPLED,
+            trace_state: TraceState::default(),
+            start: at(0),
+            end: at(1_500_000),
+            job: "b7-3f2a91c0".into(),
+            batch: 7,
+            round: crate::Round::Aggregate,
+            index: 3,
+            tx_range: (0, 1024),
+            level: Some(2),
+            attempt: Some(2),
+            outcome: Some("succeeded"),
+        };
+        let basic = TaskRecord {
+            span_id: SpanId::from(0x1),
+            round: crate::Round::Basic,
+            index: 0,
+            level: None,
+            attempt: None,
+            outcome: None,
+            ..aggregate.clone()
+        };
+        let root = TaskRecord {
+            trace_id: TraceId::from(0x2),
+            span_id: SpanId::from(0x3),
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            batch: u64::MAX >> 1,
+            index: u32::MAX,
+            tx_range: (u64::MAX - 1, u64::MAX),
+            round: crate::Round::Final,
+            job: "x".repeat(200).into(),
+            level: None,
+            attempt: None,
+            outcome: Some("failed"),
+            ..aggregate.clone()
+        };
+        let stated = TaskRecord { span_id: SpanId::from(0x4), trace_state: "vendor=abc".parse().unwrap(), ..basic.clone() };
+        vec![aggregate, basic, root, stated]
+    }
+
+    #[test]
+    fn task_records_are_written_as_the_sdk_spans_made_of_them() {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        let records = task_records();
+        // The SDK spans a tracer makes of them, as a span layer without OTLP export hands them on.
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let tracer = provider.tracer("zkfleet-worker");
+        for record in &records {
+            crate::task_span::replay(&tracer, record.clone());
+        }
+        let mut made = exporter.get_finished_spans().unwrap();
+        assert_eq!(made.len(), records.len());
+        for (span, record) in made.iter_mut().zip(&records) {
+            // The SDK picks a task span's own id, and a root's trace id: take the record's.
+            let c = &span.span_context;
+            span.span_context =
+                SpanContext::new(record.trace_id, record.span_id, c.trace_flags(), c.is_remote(), c.trace_state().clone());
+        }
+        let resource = encode_resource(&resource());
+        let ours = encode_task_request(&resource, "zkfleet-worker", &records);
+        let theirs = encode_request(&resource, &made);
+        if ours != theirs {
+            // Span by span, for a readable failure.
+            let ours = ExportTraceServiceRequest::decode(&ours[..]).expect("a valid ExportTraceServiceRequest");
+            let theirs = ExportTraceServiceRequest::decode(&theirs[..]).unwrap();
+            let spans = |r: &ExportTraceServiceRequest| r.resource_spans[0].scope_spans[0].spans.clone();
+            for (a, b) in spans(&ours).iter().zip(&spans(&theirs)) {
+                assert_eq!(a, b);
+            }
+            assert_eq!(ours, theirs);
+            panic!("the same request in other bytes");
+        }
     }
 
     #[test]

@@ -10,17 +10,16 @@
 //! [`TaskSpan`] takes it as the parent on the worker's side) so one job is one trace across the
 //! leader and every worker.
 //!
-//! Spans are `tracing` spans, exported through the span layer, except the one span per task that
-//! every worker opens ([`TaskSpan`]): that one is on the hot path of the fleet, so it is built with
-//! the OpenTelemetry SDK directly, for the same tracer.
+//! Spans are `tracing` spans, exported through the span layer and the OpenTelemetry SDK, except
+//! the one span per task that every worker opens ([`TaskSpan`]): that one is on the hot path of the
+//! fleet, so it is a plain record until it ends, exported by a thread of its own (`task_span`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
@@ -31,6 +30,9 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::task_span::{BatchConfig, Batcher, Sink};
+pub use crate::task_span::TaskSpan;
 
 /// How log lines look: for people at a terminal, or one JSON object per line for log pipelines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +56,7 @@ pub struct TelemetryError {
 #[must_use = "dropping the guard stops span export"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    tasks: Option<Arc<Batcher>>,
 }
 
 impl Telemetry {
@@ -65,6 +68,9 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
+        if let Some(tasks) = self.tasks.take() {
+            tasks.shutdown();
+        }
         if let Some(provider) = self.provider.take() {
             let _ = provider.shutdown();
         }
@@ -76,13 +82,21 @@ impl Drop for Telemetry {
 /// same process (tests that run several entry points) keeps the first setup.
 pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, TelemetryError> {
     let endpoint = ENDPOINT_VARS.iter().find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()));
-    let provider = match endpoint {
-        Some(endpoint) => Some(otlp_provider(service).map_err(|reason| TelemetryError { endpoint, reason })?),
-        None => None,
+    let (provider, tasks) = match endpoint {
+        Some(endpoint) => {
+            let (provider, tasks) = otlp_pipeline(service).map_err(|reason| TelemetryError { endpoint, reason })?;
+            (Some(provider), Some(tasks))
+        }
+        None => (None, None),
     };
-    let tracer = provider.as_ref().map(|p| p.tracer(service));
-    let _ = Registry::default().with(log_layer(format, std::io::stderr)).with(tracer.map(span_layer)).try_init();
-    Ok(Telemetry { provider })
+    let layer = provider.as_ref().zip(tasks.as_ref()).map(|(provider, tasks)| {
+        // Task spans are sampled as the provider samples other spans: both take the SDK's
+        // sampler from the environment.
+        let sampler = opentelemetry_sdk::trace::Config::default().sampler;
+        layer_with_sink(provider.tracer(service), Sink::Batched { sampler, batcher: tasks.clone() })
+    });
+    let _ = Registry::default().with(log_layer(format, std::io::stderr)).with(layer).try_init();
+    Ok(Telemetry { provider, tasks })
 }
 
 /// The log layer: text or JSON lines to `writer`, filtered by `RUST_LOG`. JSON lines carry the
@@ -102,9 +116,18 @@ where
 
 /// The span layer: zkfleet's spans at `info` and above go to `tracer`, whatever `RUST_LOG` says
 /// about log lines, and so do task spans ([`TaskSpan`], which find `tracer` in the subscriber
-/// this layer is part of). Spans only: log lines are not copied into spans as events (a span's
-/// outcome is one of its fields), which keeps a span's cost to a few attributes.
+/// this layer is part of; each is handed to it as an SDK span when it ends). Spans only: log lines
+/// are not copied into spans as events (a span's outcome is one of its fields), which keeps a
+/// span's cost to a few attributes.
 pub fn span_layer<S>(tracer: SdkTracer) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    layer_with_sink(tracer.clone(), Sink::Tracer(tracer))
+}
+
+/// The span layer, with task spans going to `sink`.
+pub(crate) fn layer_with_sink<S>(tracer: SdkTracer, sink: Sink) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -119,7 +142,7 @@ where
     // twice (recorded on the task's thread, encoded on the export thread). No context activation
     // either: nothing here reads OpenTelemetry's current context (trace context is taken from the
     // span itself, `inject`), so entering a span need not attach one.
-    let task_tracer = TaskTracer(tracer.clone()).with_filter(filter_fn(|_| false));
+    let task_tracer = TaskTracer(Arc::new(sink)).with_filter(filter_fn(|_| false));
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
@@ -131,78 +154,27 @@ where
         .and_then(task_tracer)
 }
 
-/// Holds the tracer that task spans go to, as a layer of the subscriber so that [`TaskSpan`]
+/// Holds where task spans go ([`TaskSpan`]), as a layer of the subscriber so that a task span
 /// finds it where the span layer is (the global subscriber, or a test's). It takes no span or
 /// event: its filter says no to all of them (a per-layer filter, which leaves the other layers'
 /// choices alone).
-struct TaskTracer(SdkTracer);
+pub(crate) struct TaskTracer(pub(crate) Arc<Sink>);
 
 impl<S: tracing::Subscriber> Layer<S> for TaskTracer {}
 
-/// One task's span, from taking the task to its result: a child of the trace context the task
-/// carries (the leader's `job` span), with the task's ids as attributes (`job`, `batch`, `round`,
-/// `index`, `tx_range`; `level` on aggregate tasks, `attempt` from a second attempt on) and, once
-/// known, its `outcome`. It ends when dropped, so a task given up half way (its job cancelled)
-/// still shows, without an outcome.
-///
-/// Every worker opens one per task, so it skips `tracing` and the span layer and is built with
-/// the SDK directly: 1.5 µs against 3.3 µs a task on its thread, and 0.9 µs since its parent is
-/// parsed once per job ([`TraceContext`]; docs/benchmarks.md). Log lines about a task carry the
-/// same ids as fields of their own. Without span export (no span layer in the current
-/// subscriber) it records nothing and costs a lookup.
-pub struct TaskSpan(Option<opentelemetry_sdk::trace::Span>);
-
-impl TaskSpan {
-    pub fn start(task: &crate::Task) -> Self {
-        Self(tracing::dispatcher::get_default(|dispatch| {
-            let tracer = &dispatch.downcast_ref::<TaskTracer>()?.0;
-            let mut attributes = Vec::with_capacity(8);
-            attributes.extend([
-                KeyValue::new("job", task.job.clone()),
-                KeyValue::new("batch", task.batch as i64),
-                KeyValue::new("round", task.round.as_str()),
-                KeyValue::new("index", i64::from(task.index)),
-                KeyValue::new("tx_range", tx_range(task.tx_range)),
-            ]);
-            // `level` only where it tells tasks apart, `attempt` only on retries: every attribute
-            // is paid for on each task, twice (here and in the export).
-            attributes.extend(task.shown_level().map(|l| KeyValue::new("level", i64::from(l))));
-            attributes.extend(task.shown_attempt().map(|a| KeyValue::new("attempt", i64::from(a))));
-            let builder = tracer.span_builder("task").with_attributes(attributes);
-            Some(builder.start_with_context(tracer, task.trace.parent()))
-        }))
-    }
-
-    /// Records how the task ended (`succeeded`, `retried`, `failed`).
-    pub fn outcome(&mut self, outcome: &'static str) {
-        if let Some(span) = &mut self.0 {
-            span.set_attribute(KeyValue::new("outcome", outcome));
-        }
-    }
-
-    /// Whether the span is recorded (span export is on).
-    pub fn is_recording(&self) -> bool {
-        self.0.is_some()
-    }
-}
-
-/// `tx_range` as the log lines show it, `(start, end)`, without the formatting machinery: with
-/// `{:?}` it was a seventh of a task span's cost in a profile of the dispatch benchmark.
-fn tx_range((start, end): (u64, u64)) -> String {
-    let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let (start, end) = (a.format(start), b.format(end));
-    let mut s = String::with_capacity(start.len() + end.len() + 4);
-    s.extend(["(", start, ", ", end, ")"]);
-    s
-}
-
-fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
+/// The provider that exports the process's spans over OTLP, and the batcher that exports its task
+/// spans to the same endpoint, with the same resource, under the scope of the tracer `service`.
+fn otlp_pipeline(service: &'static str) -> Result<(SdkTracerProvider, Arc<Batcher>), String> {
     let exporter = crate::otlp::OtlpExporter::from_env()?;
+    let mut tasks = crate::otlp::OtlpExporter::from_env()?;
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service);
     }
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build())
+    let resource = resource.build();
+    opentelemetry_sdk::trace::SpanExporter::set_resource(&mut tasks, &resource);
+    let batcher = Batcher::start(tasks, service, BatchConfig::from_env());
+    Ok((SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build(), batcher))
 }
 
 /// The trace context of `span` as W3C header pairs; empty when spans are not recorded. An empty
@@ -231,12 +203,14 @@ pub struct TraceContext(Option<Arc<Carried>>);
 struct Carried {
     pairs: BTreeMap<String, String>,
     parent: OnceLock<opentelemetry::Context>,
+    /// The name of the job whose tasks carry these pairs, shared by their task spans.
+    job: OnceLock<Arc<str>>,
 }
 
 impl TraceContext {
     /// The context these header pairs name; none when there are none.
     pub fn from_pairs(pairs: BTreeMap<String, String>) -> Self {
-        Self((!pairs.is_empty()).then(|| Arc::new(Carried { pairs, parent: OnceLock::new() })))
+        Self((!pairs.is_empty()).then(|| Arc::new(Carried { pairs, parent: OnceLock::new(), job: OnceLock::new() })))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -253,9 +227,21 @@ impl TraceContext {
         self.0.iter().flat_map(|c| c.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
+    /// `job` as a shared name: the one kept with these pairs when it is the same (every task of a
+    /// job carries the same pairs), so that a task span takes a reference to it rather than a copy.
+    pub(crate) fn job(&self, job: &str) -> Arc<str> {
+        match &self.0 {
+            Some(carried) => {
+                let kept = carried.job.get_or_init(|| job.into());
+                if **kept == *job { kept.clone() } else { job.into() }
+            }
+            None => job.into(),
+        }
+    }
+
     /// The remote span these pairs name, as the parent of a task span; an empty context (a new
     /// trace) when they name none.
-    fn parent(&self) -> &opentelemetry::Context {
+    pub(crate) fn parent(&self) -> &opentelemetry::Context {
         static NONE: LazyLock<opentelemetry::Context> = LazyLock::new(opentelemetry::Context::new);
         match &self.0 {
             Some(carried) => carried.parent.get_or_init(|| extract(&carried.pairs)),
