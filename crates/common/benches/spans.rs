@@ -3,12 +3,16 @@
 //! `RUST_LOG=warn`). Setups, one after the other:
 //!
 //! - `off`: logs only (no OTLP endpoint): the span is not recorded;
-//! - `layer`: the span layer and the SDK up to the batch processor's queue, with an exporter that
-//!   drops every batch: what the thread that runs the task pays (CPU of that thread) for the span
-//!   as the worker makes it (`TaskSpan`);
+//! - `layer`: the span layer made from a tracer alone, as tests set it up, with the SDK's batch
+//!   processor and an exporter that drops every batch: each task span is handed to the SDK as an
+//!   SDK span when it ends (what a worker paid for its task span before task spans were records);
+//!   CPU of the thread that runs the tasks;
 //! - `otlp`: the real setup (`telemetry::init` with `OTEL_EXPORTER_OTLP_ENDPOINT`) exporting over
 //!   OTLP/HTTP to a collector stand-in on a thread of this process that answers 200: what the
-//!   process pays in all, protobuf encoding and the HTTP posts included (CPU of the process).
+//!   thread that runs the tasks pays (`otlp_thread_cpu_us`) and what the process pays in all,
+//!   protobuf encoding and the HTTP posts included (`otlp_process_cpu_us`). The export queue is
+//!   made large enough for every span (`OTEL_BSP_MAX_QUEUE_SIZE`), so that none is dropped and
+//!   left uncounted; `otlp_exported` counts the spans the collector received.
 //!
 //!   cargo bench -p common --bench spans -- [--spans N]
 //!
@@ -32,6 +36,13 @@ impl SpanExporter for Discard {
         self.0.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// How many spans an OTLP export request holds.
+fn spans_in(body: &[u8]) -> usize {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let request = <ExportTraceServiceRequest as prost::Message>::decode(body).expect("an OTLP request");
+    request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
 }
 
 /// CPU time of the calling thread so far (Linux, clock ticks of 1/100 s).
@@ -98,25 +109,29 @@ fn main() {
     // The real setup, exporting over OTLP/HTTP; shutting it down sends what is buffered.
     let (collector, requests) = common::testing::otlp_collector();
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
+    std::env::set_var("OTEL_BSP_MAX_QUEUE_SIZE", n.to_string());
     let telemetry = common::telemetry::init(common::telemetry::LogFormat::Json, "bench").unwrap();
     let before = process_cpu();
     let wall = Instant::now();
-    task_spans(n);
+    let (otlp_thread_cpu, _) = task_spans(n);
     drop(telemetry);
     let (otlp_cpu, otlp_wall) = (process_cpu() - before, wall.elapsed());
+    let bodies: Vec<Vec<u8>> = requests.try_iter().map(|(_, body)| body).collect();
+    let otlp_exported: usize = bodies.iter().map(|body| spans_in(body)).sum();
 
     let line = serde_json::json!({
         "spans": n,
         "exported": exported,
         "off_thread_cpu_us": per(off_cpu),
         "layer_thread_cpu_us": per(on_cpu),
+        "otlp_thread_cpu_us": per(otlp_thread_cpu),
         "otlp_process_cpu_us": per(otlp_cpu),
         "off_wall_us": per(off_wall),
         "layer_wall_us": per(on_wall),
         "otlp_wall_us": per(otlp_wall),
-        // Export requests of at most 512 spans each: fewer than spans / 512 means the batch
-        // processor dropped spans (its queue holds 2048).
-        "otlp_requests": requests.try_iter().count(),
+        // Export requests, of at most 512 spans each.
+        "otlp_requests": bodies.len(),
+        "otlp_exported": otlp_exported,
     });
     println!("{line}");
 }
