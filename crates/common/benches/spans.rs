@@ -121,7 +121,9 @@ fn main() {
 
     let line = serde_json::json!({
         "spans": n,
-        "exported": exported,
+        // Spans the `layer` setup's exporter saw: fewer than `spans` when the SDK's queue (2,048
+        // by default) was full and dropped them; its thread's CPU counts every span all the same.
+        "layer_exported": exported,
         "off_thread_cpu_us": per(off_cpu),
         "layer_thread_cpu_us": per(on_cpu),
         "otlp_thread_cpu_us": per(otlp_thread_cpu),
