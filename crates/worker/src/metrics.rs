@@ -92,13 +92,17 @@ fn round_pool(round: Round, pool_index: usize) -> usize {
     round as usize * POOLS.len() + pool_index
 }
 
-/// Runs `update` on the handle kept in `slot`, registering it with `register` the first time.
-/// Without a slot, or before the recorder is installed, the handle is registered for this update
-/// only (without a recorder that is a no-op handle, which must not be kept).
+/// Runs `update` on the handle kept in `slot`, registering it with `register` the first time;
+/// without a slot, on a handle registered for this update only. Before the recorder is installed
+/// nothing runs: every handle would be a no-op (and one kept then would stay a no-op), and a
+/// worker without `--metrics-addr` should not build each metric's key per task only to drop it.
 fn with<T>(slot: Option<&OnceLock<T>>, register: impl FnOnce() -> T, update: impl FnOnce(&T)) {
+    if !common::metrics::installed() {
+        return;
+    }
     match slot {
-        Some(slot) if common::metrics::installed() => update(slot.get_or_init(register)),
-        _ => update(&register()),
+        Some(slot) => update(slot.get_or_init(register)),
+        None => update(&register()),
     }
 }
 
