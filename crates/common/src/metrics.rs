@@ -3,7 +3,8 @@
 //!
 //! Names follow `zkfleet_<subsystem>_<name>_<unit>`: `_seconds` and `_bytes` for measurements,
 //! `_total` for counters. Label values come from small fixed sets (`operation` here), never ids.
-//! Without [`install`] every metric call is a no-op, so a process that serves no `/metrics` pays
+//! Without [`install`] every metric call is a no-op, and the per-task and per-operation ones
+//! return before building a metric's key, so a process that serves no `/metrics` pays next to
 //! nothing for them.
 
 use std::sync::OnceLock;
@@ -63,16 +64,18 @@ fn describe() {
     describe_counter!(STORE_ERRORS, "Object store operations that failed (a missing object is not a failure)");
 }
 
-/// Times one store operation. The store calls it in one place per operation.
-pub struct StoreTimer(Instant);
+/// Times one store operation. The store calls it in one place per operation. Before [`install`]
+/// it neither reads the clock nor records anything.
+pub struct StoreTimer(Option<Instant>);
 
 impl StoreTimer {
     pub fn start() -> Self {
-        Self(Instant::now())
+        Self(installed().then(Instant::now))
     }
 
     fn record<T>(&self, operation: &'static str, result: &Result<T, StoreError>) {
-        histogram!(STORE_DURATION, "operation" => operation).record(self.0.elapsed().as_secs_f64());
+        let Some(started) = self.0 else { return };
+        histogram!(STORE_DURATION, "operation" => operation).record(started.elapsed().as_secs_f64());
         if let Err(e) = result {
             if !matches!(e, StoreError::NotFound(_)) {
                 counter!(STORE_ERRORS, "operation" => operation).increment(1);
@@ -83,7 +86,7 @@ impl StoreTimer {
     /// Records a read and hands its result back.
     pub fn read(self, result: Result<Vec<u8>, StoreError>) -> Result<Vec<u8>, StoreError> {
         self.record("get", &result);
-        if let Ok(bytes) = &result {
+        if let (Some(_), Ok(bytes)) = (self.0, &result) {
             counter!(STORE_READ_BYTES).increment(bytes.len() as u64);
         }
         result
@@ -92,7 +95,7 @@ impl StoreTimer {
     /// Records a write of `len` bytes and hands its result back.
     pub fn write<T>(self, len: usize, result: Result<T, StoreError>) -> Result<T, StoreError> {
         self.record("put", &result);
-        if result.is_ok() {
+        if self.0.is_some() && result.is_ok() {
             counter!(STORE_WRITTEN_BYTES).increment(len as u64);
         }
         result
