@@ -435,8 +435,7 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
         }
     };
     if let Some(published) = broker::int_header(&delivery.properties, PUBLISHED_HEADER) {
-        let wait_ms = broker::unix_ms().saturating_sub(published);
-        crate::metrics::queue_wait(task.round, Duration::from_millis(wait_ms));
+        crate::metrics::queue_wait(task.round, published);
     }
     // Over the broker the trace context travels in the message headers, not in the body.
     let trace = shared.traces.read(&delivery.properties);

@@ -147,12 +147,13 @@ pub fn task_finished(round: Round, pool: &'static str, outcome: Outcome, duratio
     }
 }
 
-/// Records how long a task waited in its queue.
-pub fn queue_wait(round: Round, wait: Duration) {
+/// Records how long a task published at `published_ms` (milliseconds since the Unix epoch, the
+/// leader's clock) waited in its queue until now. The clock is read only with a recorder.
+pub fn queue_wait(round: Round, published_ms: u64) {
     with(
         Some(&QUEUE_WAITS[round as usize]),
         || histogram!(QUEUE_WAIT, "round" => round.as_str()),
-        |h| h.record(wait.as_secs_f64()),
+        |h| h.record(Duration::from_millis(common::broker::unix_ms().saturating_sub(published_ms)).as_secs_f64()),
     );
 }
 
@@ -183,7 +184,7 @@ mod tests {
         task_finished(Round::Aggregate, EMBEDDED_POOL, Outcome::Retried, Duration::from_millis(5));
         // A pool outside the kept set is counted all the same.
         drop(task_started(Round::Basic, "other"));
-        queue_wait(Round::Basic, Duration::from_millis(2));
+        queue_wait(Round::Basic, common::broker::unix_ms() - 2);
 
         let page = handle.render();
         let basic_cpu = [("round", "basic"), ("pool", "cpu")];
