@@ -3,7 +3,7 @@
 //! leader) on the local RabbitMQ, in a virtual host of their own.
 //!
 //!   cargo bench -p leader --bench dispatch -- [--tasks N] [--workers W] [--concurrency C] [--telemetry]
-//!       [--task-cpu-us N]
+//!       [--trace-headers] [--task-cpu-us N]
 //!
 //! Prints one JSON line per phase: `throughput` (all tasks at once) and `latency` (one task at a
 //! time: the per-task overhead).
@@ -15,6 +15,10 @@
 //! headers as the leader's tasks do. Without it the process logs as a worker without an OTLP
 //! endpoint does. Log lines are at `warn` either way (no line per task) unless `RUST_LOG` says
 //! otherwise.
+//!
+//! `--trace-headers` gives every task a fixed W3C trace context in its message headers and turns
+//! on nothing else (no recorder, no span export): what the header alone costs the broker and the
+//! AMQP code at both ends, apart from what the spans and metrics cost.
 //!
 //! `--task-cpu-us N` gives every task about N µs of CPU work in the backend, so that a run shows
 //! what a known cost per task does to throughput (telemetry's cost reads against that scale).
@@ -38,11 +42,12 @@ struct Args {
     concurrency: usize,
     metrics: bool,
     tracing: bool,
+    trace_headers: bool,
     task_cpu_us: u64,
 }
 
 fn args() -> Args {
-    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false, task_cpu_us: 0 };
+    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false, trace_headers: false, task_cpu_us: 0 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -53,6 +58,11 @@ fn args() -> Args {
             "--workers" => a.workers = value(),
             "--concurrency" => a.concurrency = value(),
             "--task-cpu-us" => a.task_cpu_us = value() as u64,
+            "--trace-headers" => {
+                a.trace_headers = true;
+                i += 1;
+                continue;
+            }
             flag @ ("--telemetry" | "--metrics" | "--tracing") => {
                 a.metrics |= flag != "--tracing";
                 a.tracing |= flag != "--metrics";
@@ -161,6 +171,7 @@ fn report(
         "concurrency": args.concurrency,
         "metrics": args.metrics,
         "tracing": args.tracing,
+        "trace_headers": args.trace_headers,
         "task_cpu_us": args.task_cpu_us,
         "tasks_per_s": (latencies.len() as f64 / wall.as_secs_f64() * 10.0).round() / 10.0,
         "p50_ms": (percentile(&latencies, 0.5) * 1000.0).round() / 1000.0,
@@ -225,8 +236,12 @@ fn main() {
         // coordinator does: the context travels in each task's message headers and each
         // worker's task span takes it as its parent. Without it the context is empty.
         let job_span = tracing::info_span!(target: "leader", parent: None, "job", job = %job);
-        let trace = common::telemetry::inject(&job_span);
+        let mut trace = common::telemetry::inject(&job_span);
         assert_eq!(trace.is_empty(), !args.tracing);
+        if args.trace_headers && trace.is_empty() {
+            let traceparent = "00-5a1c3e7d9b0f4a2e8c6d1b3f5e7a9c0d-3e5f7a9b1c2d4e6f-01".to_string();
+            trace = common::telemetry::TraceContext::from_pairs([("traceparent".to_string(), traceparent)].into());
+        }
         phase(&mut fleet, &job, &trace, 0, 200, 64).await;
         let (cpu, threads) = (cpu_time(), cpu_by_thread());
         let (wall, latencies) = phase(&mut fleet, &job, &trace, 1_000, args.tasks, args.tasks).await;
