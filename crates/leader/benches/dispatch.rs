@@ -58,14 +58,10 @@ fn args() -> Args {
             "--workers" => a.workers = value(),
             "--concurrency" => a.concurrency = value(),
             "--task-cpu-us" => a.task_cpu_us = value() as u64,
-            "--trace-headers" => {
-                a.trace_headers = true;
-                i += 1;
-                continue;
-            }
-            flag @ ("--telemetry" | "--metrics" | "--tracing") => {
-                a.metrics |= flag != "--tracing";
-                a.tracing |= flag != "--metrics";
+            flag @ ("--telemetry" | "--metrics" | "--tracing" | "--trace-headers") => {
+                a.metrics |= matches!(flag, "--telemetry" | "--metrics");
+                a.tracing |= matches!(flag, "--telemetry" | "--tracing");
+                a.trace_headers |= flag == "--trace-headers";
                 i += 1;
                 continue;
             }
