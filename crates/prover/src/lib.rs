@@ -3,7 +3,8 @@
 //! - [`batch`]: the batch witness (JSON, version 1) and its strict parser;
 //! - [`state`]: accounts, leaf encoding and the sparse Merkle state tree;
 //! - [`execute`]: the transaction rules and the per-chunk witnesses;
-//! - [`circuits`]: the `basic`, `aggregate`, `final` and `compress` circuits;
+//! - [`stark`]: the `basic` round, a STARK of the transfer AIR, and its commitment seam;
+//! - [`circuits`]: the `aggregate`, `final` and `compress` circuits;
 //! - [`proof_file`]: the proof file a user keeps, and its verification.
 //!
 //! [`Backend`] is the face the fleet sees: bytes in, bytes out, one call per task.
@@ -16,6 +17,9 @@ pub mod fleet;
 pub mod params;
 pub mod proof_file;
 pub mod state;
+pub mod stark;
+
+use std::sync::Arc;
 
 use plonky2::field::goldilocks_field::GoldilocksField;
 use plonky2::plonk::circuit_data::CommonCircuitData;
@@ -24,6 +28,8 @@ use plonky2::plonk::proof::ProofWithPublicInputs;
 
 pub use circuits::cache::{CircuitCache, StoreCache};
 pub use circuits::CircuitSet;
+use circuits::aggregate::ChildProofs;
+pub use stark::{CommitmentEngine, CpuEngine, StarkProof};
 pub use params::Params;
 
 pub const D: usize = 2;
@@ -56,6 +62,8 @@ fn failed(e: anyhow::Error) -> ProveError {
 /// first use.
 pub struct Backend {
     circuits: CircuitSet,
+    /// Commits to `basic` traces: the CPU, or an accelerator where the worker has one.
+    engine: Arc<dyn CommitmentEngine>,
 }
 
 impl Backend {
@@ -63,8 +71,19 @@ impl Backend {
         Self::with_cache(params, None)
     }
 
-    pub fn with_cache(params: Params, cache: Option<std::sync::Arc<dyn CircuitCache>>) -> Self {
-        Self { circuits: CircuitSet::with_cache(params, cache) }
+    pub fn with_cache(params: Params, cache: Option<Arc<dyn CircuitCache>>) -> Self {
+        Self { circuits: CircuitSet::with_cache(params, cache), engine: Arc::new(CpuEngine) }
+    }
+
+    /// The backend with `engine` committing to `basic` traces instead of the CPU.
+    pub fn with_engine(mut self, engine: Arc<dyn CommitmentEngine>) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// The name of the engine that commits to `basic` traces, for logs and metrics.
+    pub fn engine_name(&self) -> &str {
+        self.engine.name()
     }
 
     pub fn params(&self) -> &Params {
@@ -84,8 +103,30 @@ impl Backend {
                 self.params().chunk_size
             )));
         }
-        let proof = self.circuits.basic().prove(chunk).map_err(failed)?;
-        Ok(proof.to_bytes())
+        let stark = self.circuits.basic_stark();
+        let trace = stark.generate_trace(chunk, self.circuits.basic_rows()).map_err(failed)?;
+        let proof = stark::prove(&stark, &trace, self.engine.as_ref()).map_err(failed)?;
+        Ok(rmp_serde::to_vec(&proof).expect("a STARK proof serializes"))
+    }
+
+    /// Decodes and verifies one `basic` proof, so that a foreign or forged child is refused with
+    /// its index before the aggregate circuit spends seconds on it.
+    fn decode_basic(&self, bytes: &[u8], i: usize) -> Result<StarkProof, ProveError> {
+        let proof: StarkProof = rmp_serde::from_slice(bytes)
+            .map_err(|e| ProveError::InvalidInput(format!("child {i} is not a basic STARK proof: {e}")))?;
+        let stark = self.circuits.basic_stark();
+        let config = stark::config();
+        let rows = self.circuits.basic_rows();
+        if proof.public_inputs.len() != circuits::CHUNK_PUBLIC_LEN
+            || proof.proof.recover_degree_bits(&config) != rows.trailing_zeros() as usize
+        {
+            return Err(ProveError::InvalidInput(format!(
+                "child {i} is not a basic proof of these parameters (trace of {rows} rows)"
+            )));
+        }
+        stark::verify(&stark, &proof)
+            .map_err(|e| ProveError::InvalidInput(format!("child {i} does not verify: {e:#}")))?;
+        Ok(proof)
     }
 
     /// Proves an aggregate of `level` (1-based) over its children's proofs, in chunk order.
@@ -93,20 +134,32 @@ impl Backend {
         if !(1..=self.params().levels).contains(&level) {
             return Err(ProveError::InvalidInput(format!("aggregate level {level} does not exist")));
         }
-        let child_common = if level == 1 {
-            &self.circuits.basic().data.common
-        } else {
-            &self.circuits.aggregate(level - 1).data.common
-        };
-        let children = children
-            .iter()
-            .enumerate()
-            .map(|(i, bytes)| decode(bytes, child_common, &format!("child {i}")))
-            .collect::<Result<Vec<_>, _>>()?;
         let circuit = self.circuits.aggregate(level);
-        let proof = circuit.prove(&children).map_err(|e| {
-            ProveError::InvalidInput(format!("children do not form a valid run of chunks: {e:#}"))
-        })?;
+        if children.is_empty() || children.len() > circuit.arity() {
+            return Err(ProveError::InvalidInput(format!(
+                "an aggregate takes 1 to {} children, got {}",
+                circuit.arity(),
+                children.len()
+            )));
+        }
+        let invalid_run =
+            |e: anyhow::Error| ProveError::InvalidInput(format!("children do not form a valid run of chunks: {e:#}"));
+        let proof = if level == 1 {
+            let children = children
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| self.decode_basic(bytes, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            circuit.prove(ChildProofs::Basic(&children)).map_err(invalid_run)?
+        } else {
+            let child_common = &self.circuits.aggregate(level - 1).data.common;
+            let children = children
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| decode(bytes, child_common, &format!("child {i}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            circuit.prove(ChildProofs::Aggregate(&children)).map_err(invalid_run)?
+        };
         Ok(proof.to_bytes())
     }
 

@@ -2,12 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The tallest `basic` trace: 2^16 rows of 641 columns is about 0.7 GB at blowup 2 before the
+/// quotient, which a worker holds once per proof in flight.
+pub const MAX_TRACE_ROWS: usize = 1 << 16;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Depth of the sparse Merkle state tree.
     pub tree_depth: usize,
-    /// Transactions proved by one `basic` circuit.
+    /// Transactions proved by one `basic` STARK. Its trace has `2 * tree_depth + 8` rows per
+    /// transaction, padded to a power of two: 227 fill 2^14 rows at depth 32.
     pub chunk_size: usize,
     /// Children verified by one `aggregate` proof.
     pub arity: usize,
@@ -19,7 +24,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { tree_depth: 32, chunk_size: 91, arity: 2, levels: 5 }
+        Self { tree_depth: 32, chunk_size: 227, arity: 2, levels: 4 }
     }
 }
 
@@ -39,8 +44,12 @@ impl Params {
         if !(4..=32).contains(&self.tree_depth) {
             return Err(format!("tree depth {} is outside 4..=32", self.tree_depth));
         }
-        if !(1..=256).contains(&self.chunk_size) {
-            return Err(format!("chunk size {} is outside 1..=256", self.chunk_size));
+        let max_chunk = (MAX_TRACE_ROWS - 1) / crate::stark::transfer::rows_per_transfer(self.tree_depth);
+        if !(1..=max_chunk).contains(&self.chunk_size) {
+            return Err(format!(
+                "chunk size {} is outside 1..={max_chunk} at tree depth {} (a basic trace holds at most {MAX_TRACE_ROWS} rows)",
+                self.chunk_size, self.tree_depth
+            ));
         }
         if !(2..=8).contains(&self.arity) {
             return Err(format!("arity {} is outside 2..=8", self.arity));

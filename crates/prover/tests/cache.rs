@@ -77,7 +77,6 @@ fn digest_of(data: &plonky2::plonk::circuit_data::CircuitData<prover::F, prover:
 
 fn digests(set: &CircuitSet) -> Vec<String> {
     vec![
-        digest_of(&set.basic().data),
         digest_of(&set.aggregate(1).data),
         digest_of(&set.final_circuit().data),
         digest_of(&set.compress().data),
@@ -92,8 +91,9 @@ fn a_warm_cache_gives_the_circuits_a_cold_build_gives() {
     let cold_cache = Counting::new(&store, &rt);
     let cold = Backend::with_cache(params(), Some(cold_cache.clone()));
     let cold_file = prove_batch(&cold);
-    assert_eq!(cold_cache.saves.load(Ordering::SeqCst), 4, "a cold cache gets basic, aggregate-1, final and compress");
-    for name in ["basic", "aggregate-1", "final", "compress"] {
+    // The basic round is a STARK: it has no circuit to cache.
+    assert_eq!(cold_cache.saves.load(Ordering::SeqCst), 3, "a cold cache gets aggregate-1, final and compress");
+    for name in ["aggregate-1", "final", "compress"] {
         let key = format!("circuits/{}/{name}", set_key(&params()));
         assert!(rt.block_on(store.exists(&key)).unwrap(), "{key} is cached");
     }
@@ -102,7 +102,7 @@ fn a_warm_cache_gives_the_circuits_a_cold_build_gives() {
     let warm = Backend::with_cache(params(), Some(warm_cache.clone()));
     let warm_file = prove_batch(&warm);
     assert_eq!(warm_cache.saves.load(Ordering::SeqCst) + warm_cache.replaces.load(Ordering::SeqCst), 0, "a warm process builds nothing");
-    assert_eq!(warm_cache.loads.load(Ordering::SeqCst), 4);
+    assert_eq!(warm_cache.loads.load(Ordering::SeqCst), 3);
 
     assert_eq!(digests(warm.circuits()), digests(cold.circuits()), "loaded circuits have the built circuits' digests");
     assert_eq!(warm_file.circuit_digest, cold_file.circuit_digest);
@@ -116,8 +116,8 @@ fn a_warm_cache_gives_the_circuits_a_cold_build_gives() {
 fn a_damaged_entry_is_rebuilt_and_replaced() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = Store::open("memory:").unwrap();
-    let key = format!("circuits/{}/basic", set_key(&params()));
-    let built = digest_of(&CircuitSet::with_cache(params(), Some(Counting::new(&store, &rt))).basic().data);
+    let key = format!("circuits/{}/aggregate-1", set_key(&params()));
+    let built = digest_of(&CircuitSet::with_cache(params(), Some(Counting::new(&store, &rt))).aggregate(1).data);
     let entry = rt.block_on(store.get(&key)).unwrap();
 
     let mut flipped = entry.clone();
@@ -128,10 +128,10 @@ fn a_damaged_entry_is_rebuilt_and_replaced() {
         rt.block_on(store.replace(&key, &damaged)).unwrap();
         let cache = Counting::new(&store, &rt);
         let set = CircuitSet::with_cache(params(), Some(cache.clone()));
-        assert_eq!(digest_of(&set.basic().data), built, "the damaged entry was not used");
+        assert_eq!(digest_of(&set.aggregate(1).data), built, "the damaged entry was not used");
         assert_eq!(cache.replaces.load(Ordering::SeqCst), 1, "the damaged entry is replaced");
         let again = Counting::new(&store, &rt);
-        CircuitSet::with_cache(params(), Some(again.clone())).basic();
+        CircuitSet::with_cache(params(), Some(again.clone())).aggregate(1);
         assert_eq!(again.saves.load(Ordering::SeqCst) + again.replaces.load(Ordering::SeqCst), 0, "the new entry loads");
     }
 }
@@ -150,7 +150,7 @@ fn two_processes_racing_leave_one_whole_entry() {
                     let cache = Counting::new(&Store::open(&url).unwrap(), &rt);
                     let set = CircuitSet::with_cache(params(), Some(cache));
                     start.wait();
-                    digest_of(&set.basic().data)
+                    digest_of(&set.aggregate(1).data)
                 })
             })
             .collect();
@@ -159,7 +159,7 @@ fn two_processes_racing_leave_one_whole_entry() {
     assert_eq!(built[0], built[1]);
     let after = Counting::new(&Store::open(&url).unwrap(), &rt);
     let set = CircuitSet::with_cache(params(), Some(after.clone()));
-    assert_eq!(digest_of(&set.basic().data), built[0]);
+    assert_eq!(digest_of(&set.aggregate(1).data), built[0]);
     assert_eq!(after.saves.load(Ordering::SeqCst) + after.replaces.load(Ordering::SeqCst), 0, "the entry left loads");
 }
 

@@ -23,15 +23,20 @@ use crate::{C, D, F};
 /// Bumped when the entry layout changes; part of every set key.
 const FORMAT: &str = "zkfleet-circuit-cache/1";
 const MAGIC: &[u8; 8] = b"zkfcirc1";
-/// plonky2 decides the circuits' bytes as much as our code does; keep in step with Cargo.lock.
-const PLONKY2: &str = "plonky2 1.1.0";
+/// plonky2 and starky decide the circuits' bytes as much as our code does; keep in step with
+/// Cargo.lock.
+const PROOF_LIBS: &str = "plonky2 1.1.0, starky 1.1.0";
 /// The code that defines the circuits: editing any of it names a new set of cache entries.
 const CIRCUIT_SOURCES: &[&str] = &[
     include_str!("mod.rs"),
-    include_str!("basic.rs"),
     include_str!("aggregate.rs"),
     include_str!("chain.rs"),
     include_str!("../params.rs"),
+    // Level 1 verifies the basic STARK: its AIR and parameters shape that circuit.
+    include_str!("../stark/mod.rs"),
+    include_str!("../stark/algebra.rs"),
+    include_str!("../stark/poseidon.rs"),
+    include_str!("../stark/transfer.rs"),
 ];
 
 /// What a cache holds at a key.
@@ -54,7 +59,7 @@ pub trait CircuitCache: Send + Sync {
 
 /// The digest that names every circuit of `params`: params, circuit code, plonky2 and format.
 pub fn set_key(params: &Params) -> String {
-    let mut text = format!("{FORMAT}\n{PLONKY2}\n{}\n", serde_json::to_string(params).expect("params serialize"));
+    let mut text = format!("{FORMAT}\n{PROOF_LIBS}\n{}\n", serde_json::to_string(params).expect("params serialize"));
     for source in CIRCUIT_SOURCES {
         text.push_str(source);
     }

@@ -1,12 +1,12 @@
 //! The circuits of every round, built deterministically from [`Params`] and on first use.
 //!
-//! `basic` and `aggregate` proofs share one public layout ([`ChunkPublicTargets`]): the state root
-//! and transaction commitment before and after a run of transactions, and how many there were.
-//! Level 1 aggregates verify `basic` proofs, level `l` aggregates verify level `l - 1`, and `final`
-//! verifies level `params.levels`.
+//! `basic` proofs are STARKs of the transfer AIR ([`crate::stark`]), which needs no circuit data:
+//! its shape is the [`TransferStark`] and the trace height. `basic` and `aggregate` proofs share
+//! one public layout ([`ChunkPublicTargets`]): the state root and transaction commitment before
+//! and after a run of transactions, and how many there were. Level 1 aggregates verify `basic`
+//! proofs, level `l` aggregates verify level `l - 1`, and `final` verifies level `params.levels`.
 
 pub mod aggregate;
-pub mod basic;
 pub mod cache;
 pub mod chain;
 
@@ -20,8 +20,9 @@ use plonky2::plonk::circuit_builder::CircuitBuilder;
 
 use crate::params::Params;
 use crate::{D, F};
-use aggregate::AggregateCircuit;
-use basic::BasicCircuit;
+use crate::stark::transfer::trace_rows;
+use crate::stark::TransferStark;
+use aggregate::{AggregateCircuit, ChildCircuit};
 use cache::{load_or_build, CircuitCache};
 use chain::{CompressCircuit, FinalCircuit};
 
@@ -68,7 +69,6 @@ pub struct CircuitSet {
     cache: Option<Arc<dyn CircuitCache>>,
     /// Names this set's entries in the cache ([`cache::set_key`]).
     cache_key: String,
-    basic: OnceCell<BasicCircuit>,
     aggregates: Vec<OnceCell<AggregateCircuit>>,
     final_: OnceCell<FinalCircuit>,
     compress: OnceCell<CompressCircuit>,
@@ -86,7 +86,6 @@ impl CircuitSet {
             params,
             cache,
             cache_key: cache::set_key(&params),
-            basic: OnceCell::new(),
             aggregates: (0..params.levels).map(|_| OnceCell::new()).collect(),
             final_: OnceCell::new(),
             compress: OnceCell::new(),
@@ -97,8 +96,14 @@ impl CircuitSet {
         &self.params
     }
 
-    pub fn basic(&self) -> &BasicCircuit {
-        self.basic.get_or_init(|| self.load_or_build("basic", || BasicCircuit::build(&self.params)))
+    /// The AIR of the `basic` round.
+    pub fn basic_stark(&self) -> TransferStark {
+        TransferStark { depth: self.params.tree_depth }
+    }
+
+    /// The height of every `basic` trace: one chunk's transfers, padded to a power of two.
+    pub fn basic_rows(&self) -> usize {
+        trace_rows(self.params.chunk_size, self.params.tree_depth)
     }
 
     /// The aggregate circuit of `level` (1-based).
@@ -106,7 +111,11 @@ impl CircuitSet {
         assert!((1..=self.params.levels).contains(&level), "aggregate level {level} out of range");
         self.aggregates[level - 1].get_or_init(|| {
             self.load_or_build(&aggregate_name(level), || {
-                let child = if level == 1 { &self.basic().data } else { &self.aggregate(level - 1).data };
+                let child = if level == 1 {
+                    ChildCircuit::Basic { stark: self.basic_stark(), degree_bits: self.basic_rows().trailing_zeros() as usize }
+                } else {
+                    ChildCircuit::Aggregate(&self.aggregate(level - 1).data)
+                };
                 AggregateCircuit::build(child, self.params.arity)
             })
         })
@@ -125,13 +134,9 @@ impl CircuitSet {
     /// with, so that the first such task does not wait for them.
     pub fn prepare(&self, round: Round) {
         match round {
-            Round::Witness => {}
-            Round::Basic => {
-                self.basic();
-            }
+            // A STARK has no circuit to build.
+            Round::Witness | Round::Basic => {}
             Round::Aggregate => {
-                // Level 1 decodes its children with the basic circuit's data.
-                self.basic();
                 for level in 1..=self.params.levels {
                     self.aggregate(level);
                 }

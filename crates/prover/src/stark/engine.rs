@@ -1,0 +1,50 @@
+//! The commitment seam: the one step of a STARK proof that an engine other than the CPU may do.
+//!
+//! The trace commitment (low-degree extension of every column, leaf hashing, Merkle tree) is the
+//! bulk of a `basic` proof's work and the part a GPU does well. starky's `prove_with_commitment`
+//! takes it from the caller, so the prover asks a [`CommitmentEngine`] for it and knows nothing
+//! else about the engine. An engine must return exactly what the CPU engine returns: the proof
+//! then verifies the same way whichever engine ran.
+
+use plonky2::field::polynomial::PolynomialValues;
+use plonky2::fri::oracle::PolynomialBatch;
+use plonky2::util::timing::TimingTree;
+
+use crate::{C, D, F};
+
+/// Turns trace columns into the trace commitment.
+pub trait CommitmentEngine: Send + Sync {
+    /// For logs and metrics: `cpu`, `cuda`.
+    fn name(&self) -> &'static str;
+
+    /// The commitment to `columns` (each one a column of the trace, in row order), extended by
+    /// `2^rate_bits`, with a Merkle cap of `2^cap_height` digests: what
+    /// `PolynomialBatch::from_values(columns, rate_bits, false, cap_height, ..)` returns.
+    fn commit(
+        &self,
+        columns: &[PolynomialValues<F>],
+        rate_bits: usize,
+        cap_height: usize,
+        timing: &mut TimingTree,
+    ) -> anyhow::Result<PolynomialBatch<F, C, D>>;
+}
+
+/// plonky2's own commitment, on the CPU's threads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuEngine;
+
+impl CommitmentEngine for CpuEngine {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn commit(
+        &self,
+        columns: &[PolynomialValues<F>],
+        rate_bits: usize,
+        cap_height: usize,
+        timing: &mut TimingTree,
+    ) -> anyhow::Result<PolynomialBatch<F, C, D>> {
+        Ok(PolynomialBatch::from_values(columns.to_vec(), rate_bits, false, cap_height, timing, None))
+    }
+}
