@@ -105,6 +105,15 @@ impl Backend {
         }
         let stark = self.circuits.basic_stark();
         let trace = stark.generate_trace(chunk, self.circuits.basic_rows()).map_err(failed)?;
+        // A witness that breaks a constraint would give a proof that does not verify (and trips
+        // starky's own check in debug builds): refuse it first, naming the transaction.
+        if let Some(row) = stark::transfer::first_failing_row(&stark, &trace) {
+            let k = row / stark::transfer::rows_per_transfer(self.params().tree_depth);
+            return Err(ProveError::InvalidInput(match chunk.txs.get(k) {
+                Some(_) => format!("transaction {} breaks the transfer constraints (basic trace row {row})", chunk.first_tx + k),
+                None => format!("chunk at transaction {} breaks the transfer constraints at padding row {row}", chunk.first_tx),
+            }));
+        }
         let proof = stark::prove(&stark, &trace, self.engine.as_ref()).map_err(failed)?;
         Ok(rmp_serde::to_vec(&proof).expect("a STARK proof serializes"))
     }

@@ -3,7 +3,7 @@
 
 use prover::batch::parse_batches;
 use prover::execute::{execute, ChunkWitness};
-use prover::{Backend, Params};
+use prover::{Backend, Params, ProveError};
 
 const A: &str = "0x52908400098527886e0f7030069857d2e4169ee7";
 const B: &str = "0x8617e340b3d01fa5f11f306f4090fd50e238070d";
@@ -38,7 +38,11 @@ fn basic_circuit_proves_valid_chunks_and_nothing_else() {
     let mut spend_more = valid.clone();
     // Spend more than the real balance: the subtraction borrows.
     spend_more.txs[0].value = 1001;
-    assert!(backend.prove_basic(&spend_more).is_err(), "an overdraft must not prove");
+    let refused = backend.prove_basic(&spend_more).expect_err("an overdraft must not prove");
+    assert!(
+        matches!(&refused, ProveError::InvalidInput(m) if m.starts_with(&format!("transaction {} breaks", valid.first_tx))),
+        "the refusal names the transaction: {refused}"
+    );
 
     let mut replay = valid.clone();
     replay.txs[0].nonce = 2;

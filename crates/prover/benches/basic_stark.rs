@@ -1,0 +1,200 @@
+//! One `basic` proof at the default parameters (a full chunk of transfers), what it costs and
+//! what it gives: trace generation, the trace commitment (the engine's part), the rest of the
+//! STARK prover, native verification, proof size, CPU seconds per transfer and Poseidon
+//! permutations proved per CPU-second.
+//!
+//! `cargo bench -p prover --bench basic_stark [-- --runs N] [-- --chunk N]`
+//!
+//! With `--features profile` plonky2's and starky's own timing scopes are on and the bench also
+//! prints the split of one proof into LDE/NTT, Merkle hashing, quotient and FRI (the scopes add a
+//! little time of their own: compare totals only between runs without the feature).
+
+use std::time::Instant;
+
+use prover::batch::{AccountEntry, Amount, Batch, Transaction};
+use prover::execute::execute;
+use prover::stark::{self, transfer, CommitmentEngine, CpuEngine};
+use prover::state::Address;
+use prover::Params;
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat is readable");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// A batch of `txs` transfers between 1,000 funded accounts, each sender at its next nonce.
+fn batch(txs: usize) -> Batch {
+    let n = 1000usize;
+    let address = |i: usize| {
+        let mut a = [0u8; 20];
+        for (j, byte) in a.iter_mut().enumerate() {
+            *byte = (i.wrapping_mul(2654435761).wrapping_add(j * 40503) >> (j % 8)) as u8;
+        }
+        a[0] = (i >> 8) as u8;
+        a[1] = i as u8;
+        Address(a)
+    };
+    let mut nonces = vec![0u64; n];
+    let transactions = (0..txs)
+        .map(|k| {
+            let from = (k * 7919) % n;
+            let to = (k * 104_729 + 1) % n;
+            let nonce = nonces[from];
+            nonces[from] += 1;
+            Transaction { from: address(from), to: address(to), value: Amount(1_000 + k as u128), nonce }
+        })
+        .collect();
+    Batch {
+        version: 1,
+        chain_id: 1,
+        batch_number: 1,
+        accounts: (0..n)
+            .map(|i| AccountEntry { address: address(i), balance: Amount(10u128.pow(18)), nonce: 0 })
+            .collect(),
+        transactions,
+    }
+}
+
+fn arg(name: &str) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).map(|i| args[i + 1].parse().expect("a number"))
+}
+
+fn main() {
+    #[cfg(feature = "profile")]
+    profile::init();
+    let defaults = Params::default();
+    let params = Params { chunk_size: arg("--chunk").unwrap_or(defaults.chunk_size), ..defaults };
+    params.validate().expect("valid parameters");
+    let runs = arg("--runs").unwrap_or(3);
+    let executed = execute(&batch(params.chunk_size), &params).expect("the synthetic batch is valid");
+    let chunk = &executed.chunks[0];
+    let stark = transfer::TransferStark { depth: params.tree_depth };
+    let rows = transfer::trace_rows(params.chunk_size, params.tree_depth);
+    // Every row holds two Poseidon lanes, each one permutation, and a transfer's rows are all used.
+    let perms = params.chunk_size * transfer::rows_per_transfer(params.tree_depth) * 2;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "chunk {} transfers at depth {}: trace {} rows x {} columns, {} permutations; {} threads",
+        params.chunk_size,
+        params.tree_depth,
+        rows,
+        transfer::COLUMNS,
+        perms,
+        threads
+    );
+    println!(
+        "{:>4} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9}",
+        "run", "trace s", "commit s", "rest s", "prove s", "CPU s", "CPU ms/tx", "perm/CPU-s", "verify ms", "proof KB"
+    );
+    for run in 1..=runs {
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        let trace = stark.generate_trace(chunk, rows).expect("the chunk fits");
+        let trace_s = t0.elapsed().as_secs_f64();
+        let trace_cpu = cpu_seconds() - cpu0;
+        // The commitment alone, timed apart; the proof below computes it again inside stark::prove.
+        let engine = CpuEngine;
+        let fri = stark::config().fri_config;
+        let t1 = Instant::now();
+        let mut timing = plonky2::util::timing::TimingTree::default();
+        drop(engine.commit(&trace.columns, fri.rate_bits, fri.cap_height, &mut timing).unwrap());
+        let commit_s = t1.elapsed().as_secs_f64();
+        let cpu1 = cpu_seconds();
+        let t2 = Instant::now();
+        let proof = stark::prove(&stark, &trace, &engine).expect("the trace proves");
+        let prove_s = t2.elapsed().as_secs_f64();
+        let cpu_prove = trace_cpu + cpu_seconds() - cpu1;
+        let t3 = Instant::now();
+        stark::verify(&stark, &proof).expect("the proof verifies");
+        let verify_ms = t3.elapsed().as_secs_f64() * 1e3;
+        let size = rmp_serde::to_vec(&proof).unwrap().len();
+        println!(
+            "{:>4} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>11.0} {:>10.1} {:>9.1}",
+            run,
+            trace_s,
+            commit_s,
+            prove_s - commit_s,
+            prove_s,
+            cpu_prove,
+            cpu_prove * 1e3 / params.chunk_size as f64,
+            perms as f64 / cpu_prove,
+            verify_ms,
+            size as f64 / 1e3
+        );
+    }
+    println!("CPU s covers trace generation and the proof (the separate commitment excluded)");
+
+    #[cfg(feature = "profile")]
+    profile::one_proof(&stark, chunk, rows);
+}
+
+/// The split of one proof by plonky2's and starky's timing scopes.
+#[cfg(feature = "profile")]
+mod profile {
+    use std::sync::Mutex;
+
+    use plonky2::iop::challenger::Challenger;
+    use plonky2::util::timing::TimingTree;
+    use prover::execute::ChunkWitness;
+    use prover::stark::{self, transfer::TransferStark, CommitmentEngine, CpuEngine};
+
+    /// The scope lines `TimingTree::print` logs, collected for the split.
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Collect;
+
+    impl log::Log for Collect {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            LINES.lock().unwrap().push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    pub fn init() {
+        log::set_logger(&Collect).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+
+    pub fn one_proof(stark: &TransferStark, chunk: &ChunkWitness, rows: usize) {
+        let trace = stark.generate_trace(chunk, rows).unwrap();
+        let config = stark::config();
+        let fri = &config.fri_config;
+        let mut timing = TimingTree::new("basic proof", log::Level::Debug);
+        timing.push("trace commitment", log::Level::Debug);
+        let commitment = CpuEngine.commit(&trace.columns, fri.rate_bits, fri.cap_height, &mut timing).unwrap();
+        timing.pop();
+        let mut challenger = Challenger::new();
+        challenger.observe_elements(&trace.public_inputs);
+        config.observe(&mut challenger);
+        challenger.observe_cap(&commitment.merkle_tree.cap);
+        starky::prover::prove_with_commitment(
+            stark,
+            &config,
+            &trace.columns,
+            &commitment,
+            None,
+            None,
+            &mut challenger,
+            &trace.public_inputs,
+            None,
+            None,
+            &mut timing,
+        )
+        .unwrap();
+        LINES.lock().unwrap().clear();
+        timing.print();
+        println!("\nscopes of one proof (plonky2/starky timing):");
+        for line in LINES.lock().unwrap().iter() {
+            println!("  {line}");
+        }
+    }
+}
