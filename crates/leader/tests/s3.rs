@@ -13,13 +13,21 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Objects under a directory of the S3 server, recursively.
 fn objects(dir: &std::path::Path) -> usize {
+    object_names(dir).len()
+}
+
+/// The objects under `dir`, as paths below it.
+fn object_names(dir: &std::path::Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
-        Err(_) => 0,
+        Err(_) => vec![],
         Ok(entries) => entries
             .map(|e| e.unwrap().path())
             .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
-            .map(|p| if p.is_dir() { objects(&p) } else { 1 })
-            .sum(),
+            .flat_map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                if p.is_dir() { object_names(&p).into_iter().map(|n| format!("{name}/{n}")).collect() } else { vec![name] }
+            })
+            .collect(),
     }
 }
 
@@ -40,7 +48,7 @@ fn jobs_prove_with_the_store_on_s3() {
     let values = fleet.verify(&proof);
     assert_eq!(values["tx_count"], 12);
     let circuits = fleet.s3_objects().join("circuits");
-    assert_eq!(objects(&circuits), 5, "basic, aggregate-1, aggregate-2, final and compress are cached");
+    assert_eq!(objects(&circuits), 4, "aggregate-1, aggregate-2, final and compress are cached: {:?}", object_names(&circuits));
 
     // Every artifact is in the bucket, under the prefix, until `purge`.
     let job_dir = fleet.s3_objects().join("jobs").join(&job);
@@ -49,7 +57,7 @@ fn jobs_prove_with_the_store_on_s3() {
     let out = fleet.run_leader(&["purge", &job]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(objects(&job_dir), 0);
-    assert_eq!(objects(&circuits), 5, "purge keeps the circuit cache");
+    assert_eq!(objects(&circuits), 4, "purge keeps the circuit cache");
 
     // The embedded fleet on the same bucket loads every circuit from it, proves the same values
     // and cleans up after itself.
@@ -59,7 +67,7 @@ fn jobs_prove_with_the_store_on_s3() {
     let (code, _, err) = Proc::spawn(cmd).finish(JOB_TIMEOUT);
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     let loaded = err.iter().filter(|l| l.contains("circuit loaded from the cache")).count();
-    assert_eq!(loaded, 5, "{}", err.join("\n"));
+    assert_eq!(loaded, 4, "{}", err.join("\n"));
     assert!(!err.iter().any(|l| l.contains("circuit built")), "{}", err.join("\n"));
     assert_eq!(fleet.values(&embedded), values);
     assert_eq!(objects(&fleet.s3_objects().join("jobs")), 0);

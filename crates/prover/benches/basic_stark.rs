@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use prover::batch::{AccountEntry, Amount, Batch, Transaction};
 use prover::execute::execute;
-use prover::stark::{self, transfer, CommitmentEngine, CpuEngine};
+use plonky2::field::types::Sample;
+use prover::stark::{self, poseidon, transfer, CommitmentEngine, CpuEngine};
 use prover::state::Address;
-use prover::Params;
+use prover::{Params, C, D, F};
 
 /// Process CPU time (user + system) in seconds, from /proc/self/stat.
 fn cpu_seconds() -> f64 {
@@ -58,6 +59,28 @@ fn batch(txs: usize) -> Batch {
             .collect(),
         transactions,
     }
+}
+
+/// Proves `rows` rows of random permutations in the layout of `Lanes<COLS>`: (wall s, CPU s).
+fn layout<const COLS: usize>(rows: usize) -> (f64, f64) {
+    let lanes = COLS / poseidon::LANE_COLS;
+    let trace: Vec<[F; COLS]> = (0..rows)
+        .map(|_| poseidon::Lanes::<COLS>::row(&(0..lanes).map(|_| F::rand_array()).collect::<Vec<_>>()))
+        .collect();
+    let trace = starky::util::trace_rows_to_poly_values(trace);
+    let (cpu, t) = (cpu_seconds(), Instant::now());
+    let proof = starky::prover::prove::<F, C, _, D>(
+        poseidon::Lanes::<COLS>,
+        &stark::config(),
+        trace,
+        &[],
+        None,
+        &mut plonky2::util::timing::TimingTree::default(),
+    )
+    .expect("random permutations prove");
+    let out = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    starky::verifier::verify_stark_proof(poseidon::Lanes::<COLS>, proof, &stark::config(), None).expect("and verify");
+    out
 }
 
 fn arg(name: &str) -> Option<usize> {
@@ -129,6 +152,16 @@ fn main() {
         );
     }
     println!("CPU s covers trace generation and the proof (the separate commitment excluded)");
+
+    // The layout choice: the same 2^15 random permutations as one lane per row (2^15 rows of
+    // 248 columns) and as two lanes per row (2^14 rows of 496), proved alternately.
+    println!("\nbare permutations, 2^15 of them: proof s (CPU s) per layout");
+    println!("{:>4} {:>22} {:>22}", "run", "one lane, 2^15 rows", "two lanes, 2^14 rows");
+    for run in 1..=runs {
+        let one = layout::<{ poseidon::LANE_COLS }>(1 << 15);
+        let two = layout::<{ 2 * poseidon::LANE_COLS }>(1 << 14);
+        println!("{:>4} {:>13.2} ({:>5.2}) {:>13.2} ({:>5.2})", run, one.0, one.1, two.0, two.1);
+    }
 
     #[cfg(feature = "profile")]
     profile::one_proof(&stark, chunk, rows);

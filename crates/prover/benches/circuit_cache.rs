@@ -13,6 +13,14 @@ use common::Store;
 use prover::circuits::cache::set_key;
 use prover::{CircuitCache, CircuitSet, Params, StoreCache};
 
+/// log2 of each circuit's rows, in `touch_all`'s order.
+fn degree_bits(set: &CircuitSet) -> Vec<usize> {
+    let mut bits: Vec<usize> = (1..=set.params().levels).map(|l| set.aggregate(l).data.common.degree_bits()).collect();
+    bits.push(set.final_circuit().data.common.degree_bits());
+    bits.push(set.compress().data.common.degree_bits());
+    bits
+}
+
 /// Gets every circuit of `set` in dependency order, timing each.
 fn touch_all(set: &CircuitSet) -> Vec<(String, f64)> {
     let mut times = Vec::new();
@@ -42,7 +50,10 @@ fn main() {
     let local = Store::open(dir.path().to_str().unwrap()).unwrap();
     println!("params {params:?}, {} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
-    let cold = touch_all(&CircuitSet::with_cache(params, cache(&local, &rt)));
+    let cold_set = CircuitSet::with_cache(params, cache(&local, &rt));
+    let cold = touch_all(&cold_set);
+    let bits = degree_bits(&cold_set);
+    drop(cold_set);
     let warm_local = touch_all(&CircuitSet::with_cache(params, cache(&local, &rt)));
 
     // The same entries in a bucket: uploaded once (what the first worker of a fleet adds to its
@@ -63,17 +74,18 @@ fn main() {
     }
     let warm_s3 = touch_all(&CircuitSet::with_cache(params, cache(&s3, &rt)));
 
-    println!("{:12} {:>10} {:>10} {:>10} {:>10} {:>10}", "circuit", "entry MiB", "cold s", "local s", "upload s", "s3 s");
+    println!("{:12} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}", "circuit", "rows", "entry MiB", "cold s", "local s", "upload s", "s3 s");
     for i in 0..cold.len() {
         println!(
-            "{:12} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
-            cold[i].0, sizes[i], cold[i].1, warm_local[i].1, uploads[i], warm_s3[i].1
+            "{:12} {:>6} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            cold[i].0, format!("2^{}", bits[i]), sizes[i], cold[i].1, warm_local[i].1, uploads[i], warm_s3[i].1
         );
     }
     let total = |t: &[(String, f64)]| t.iter().map(|(_, s)| s).sum::<f64>();
     println!(
-        "{:12} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+        "{:12} {:>6} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
         "total",
+        "",
         sizes.iter().sum::<f64>(),
         total(&cold),
         total(&warm_local),

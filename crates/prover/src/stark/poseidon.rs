@@ -21,6 +21,8 @@ use plonky2::hash::poseidon::{Poseidon, HALF_N_FULL_ROUNDS, N_PARTIAL_ROUNDS, N_
 use plonky2::iop::ext_target::ExtensionTarget;
 use plonky2::plonk::circuit_builder::CircuitBuilder;
 use starky::constraint_consumer::{ConstraintConsumer, RecursiveConstraintConsumer};
+use starky::evaluation_frame::{StarkEvaluationFrame, StarkFrame};
+use starky::stark::Stark;
 
 use crate::{D, F};
 
@@ -118,6 +120,65 @@ pub fn eval_circuit(
     state
 }
 
+/// An AIR of bare permutations, `COLS / LANE_COLS` lanes per row and nothing else: the layout
+/// measurement of `benches/basic_stark.rs` (one lane per row against two) and this module's tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lanes<const COLS: usize>;
+
+impl<const COLS: usize> Lanes<COLS> {
+    const LANES: usize = {
+        assert!(COLS % LANE_COLS == 0 && COLS > 0);
+        COLS / LANE_COLS
+    };
+
+    /// One row of the trace: the permutations of `inputs`, one per lane.
+    pub fn row(inputs: &[[F; WIDTH]]) -> [F; COLS] {
+        assert_eq!(inputs.len(), Self::LANES);
+        let mut cols = [F::ZERO; COLS];
+        for (lane, input) in inputs.iter().enumerate() {
+            fill(&mut cols[lane * LANE_COLS..], *input);
+        }
+        cols
+    }
+}
+
+impl<const COLS: usize> Stark<F, D> for Lanes<COLS> {
+    type EvaluationFrame<FE, P, const D2: usize>
+        = StarkFrame<P, P::Scalar, COLS, 0>
+    where
+        FE: FieldExtension<D2, BaseField = F>,
+        P: PackedField<Scalar = FE>;
+    type EvaluationFrameTarget = StarkFrame<ExtensionTarget<D>, ExtensionTarget<D>, COLS, 0>;
+
+    fn eval_packed_generic<FE, P, const D2: usize>(
+        &self,
+        vars: &Self::EvaluationFrame<FE, P, D2>,
+        yield_constr: &mut ConstraintConsumer<P>,
+    ) where
+        FE: FieldExtension<D2, BaseField = F>,
+        P: PackedField<Scalar = FE>,
+    {
+        for lane in vars.get_local_values().chunks(LANE_COLS) {
+            eval(lane, yield_constr);
+        }
+    }
+
+    fn eval_ext_circuit(
+        &self,
+        builder: &mut CircuitBuilder<F, D>,
+        vars: &Self::EvaluationFrameTarget,
+        yield_constr: &mut RecursiveConstraintConsumer<F, D>,
+    ) {
+        for lane in vars.get_local_values().chunks(LANE_COLS) {
+            eval_circuit(builder, lane, yield_constr);
+        }
+    }
+
+    fn constraint_degree(&self) -> usize {
+        3
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -126,9 +187,7 @@ mod tests {
     use plonky2::field::types::Sample;
     use plonky2::util::timing::TimingTree;
     use starky::config::StarkConfig;
-    use starky::evaluation_frame::{StarkEvaluationFrame, StarkFrame};
     use starky::prover::prove;
-    use starky::stark::Stark;
     use starky::stark_testing::{test_stark_circuit_constraints, test_stark_low_degree};
     use starky::util::trace_rows_to_poly_values;
     use starky::verifier::verify_stark_proof;
@@ -136,47 +195,11 @@ mod tests {
     use super::*;
     use crate::C;
 
-    /// An AIR of one lane per row and nothing else.
-    #[derive(Clone, Copy)]
-    struct OneLane;
-
-    impl Stark<F, D> for OneLane {
-        type EvaluationFrame<FE, P, const D2: usize>
-            = StarkFrame<P, P::Scalar, LANE_COLS, 0>
-        where
-            FE: FieldExtension<D2, BaseField = F>,
-            P: PackedField<Scalar = FE>;
-        type EvaluationFrameTarget = StarkFrame<ExtensionTarget<D>, ExtensionTarget<D>, LANE_COLS, 0>;
-
-        fn eval_packed_generic<FE, P, const D2: usize>(
-            &self,
-            vars: &Self::EvaluationFrame<FE, P, D2>,
-            yield_constr: &mut ConstraintConsumer<P>,
-        ) where
-            FE: FieldExtension<D2, BaseField = F>,
-            P: PackedField<Scalar = FE>,
-        {
-            eval(vars.get_local_values(), yield_constr);
-        }
-
-        fn eval_ext_circuit(
-            &self,
-            builder: &mut CircuitBuilder<F, D>,
-            vars: &Self::EvaluationFrameTarget,
-            yield_constr: &mut RecursiveConstraintConsumer<F, D>,
-        ) {
-            eval_circuit(builder, vars.get_local_values(), yield_constr);
-        }
-
-        fn constraint_degree(&self) -> usize {
-            3
-        }
-    }
+    type OneLane = Lanes<LANE_COLS>;
+    const ONE_LANE: OneLane = Lanes;
 
     fn row(input: [F; WIDTH]) -> [F; LANE_COLS] {
-        let mut cols = [F::ZERO; LANE_COLS];
-        fill(&mut cols, input);
-        cols
+        OneLane::row(&[input])
     }
 
     /// The lane's constraints on one row, combined with a random challenge: zero iff all hold.
@@ -208,12 +231,22 @@ mod tests {
 
     #[test]
     fn constraints_are_degree_3() -> anyhow::Result<()> {
-        test_stark_low_degree(OneLane)
+        test_stark_low_degree(ONE_LANE)
     }
 
     #[test]
     fn circuit_constraints_match_native() -> anyhow::Result<()> {
-        test_stark_circuit_constraints::<F, C, _, D>(OneLane)
+        test_stark_circuit_constraints::<F, C, _, D>(ONE_LANE)
+    }
+
+    #[test]
+    fn two_lanes_are_two_independent_permutations() -> anyhow::Result<()> {
+        let (a, b) = (F::rand_array(), F::rand_array());
+        let cols = Lanes::<{ 2 * LANE_COLS }>::row(&[a, b]);
+        assert_eq!(cols[..LANE_COLS], row(a));
+        assert_eq!(cols[LANE_COLS..], row(b));
+        test_stark_low_degree(Lanes::<{ 2 * LANE_COLS }>)?;
+        test_stark_circuit_constraints::<F, C, _, D>(Lanes::<{ 2 * LANE_COLS }>)
     }
 
     fn trace(rows: &[[F; LANE_COLS]]) -> Vec<PolynomialValues<F>> {
@@ -224,8 +257,8 @@ mod tests {
     fn proof_of_random_permutations_verifies_and_a_wrong_sbox_does_not() -> anyhow::Result<()> {
         let config = StarkConfig::standard_fast_config();
         let mut rows: Vec<_> = (0..1 << 8).map(|_| row(F::rand_array())).collect();
-        let proof = prove::<F, C, _, D>(OneLane, &config, trace(&rows), &[], None, &mut TimingTree::default())?;
-        verify_stark_proof(OneLane, proof, &config, None)?;
+        let proof = prove::<F, C, _, D>(ONE_LANE, &config, trace(&rows), &[], None, &mut TimingTree::default())?;
+        verify_stark_proof(ONE_LANE, proof, &config, None)?;
 
         // The S-box output of element 0 in the first partial round, on row 77.
         let (bad_row, bad_col) = (77, WIDTH + HALF_N_FULL_ROUNDS * 2 * WIDTH + 1);
@@ -234,10 +267,10 @@ mod tests {
         // In debug builds starky checks the constraints on the trace and panics; in release it
         // proves, and verification must then fail.
         let proved = catch_unwind(AssertUnwindSafe(|| {
-            prove::<F, C, _, D>(OneLane, &config, trace(&rows), &[], None, &mut TimingTree::default())
+            prove::<F, C, _, D>(ONE_LANE, &config, trace(&rows), &[], None, &mut TimingTree::default())
         }));
         if let Ok(Ok(proof)) = proved {
-            assert!(verify_stark_proof(OneLane, proof, &config, None).is_err());
+            assert!(verify_stark_proof(ONE_LANE, proof, &config, None).is_err());
         }
         Ok(())
     }
