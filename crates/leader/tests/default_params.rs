@@ -1,6 +1,6 @@
-//! The default circuit parameters (32-level tree, 227-transaction chunks, arity 2, 4 levels) prove
+//! The default circuit parameters (32-level tree, 455-transaction chunks, arity 2, 3 levels) prove
 //! and verify a real batch end to end: a full chunk and a partial one, so that a level 1
-//! aggregate verifies two basic STARK proofs of 2^14-row traces.
+//! aggregate verifies two basic STARK proofs of 2^15-row traces.
 
 use std::process::{Command, Stdio};
 
@@ -16,7 +16,7 @@ fn default_parameters_prove_and_verify() {
     };
 
     let mut synth = Command::new(leader);
-    synth.args(["synth", "--txs", "300", "--accounts", "120", "--seed", "11"]);
+    synth.args(["synth", "--txs", "600", "--accounts", "120", "--seed", "11"]);
     clean(&mut synth);
     let batch = synth.output().unwrap();
     assert!(batch.status.success());
@@ -32,8 +32,8 @@ fn default_parameters_prove_and_verify() {
 
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     assert_eq!(file["params"]["tree_depth"], 32);
-    assert_eq!(file["params"]["chunk_size"], 227);
-    assert_eq!(file["params"]["levels"], 4);
+    assert_eq!(file["params"]["chunk_size"], 455);
+    assert_eq!(file["params"]["levels"], 3);
 
     let mut verify = Command::new(leader);
     verify.args(["verify", "--proof"]).arg(&proof);
@@ -41,7 +41,7 @@ fn default_parameters_prove_and_verify() {
     let out = verify.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let values: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(values["tx_count"], 300);
+    assert_eq!(values["tx_count"], 600);
     assert_eq!(values["batch_number"], 1);
     assert_eq!(values["previous_verified"], false);
 }

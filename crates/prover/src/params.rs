@@ -12,7 +12,7 @@ pub struct Params {
     /// Depth of the sparse Merkle state tree.
     pub tree_depth: usize,
     /// Transactions proved by one `basic` STARK. Its trace has `2 * tree_depth + 8` rows per
-    /// transaction, padded to a power of two: 227 fill 2^14 rows at depth 32.
+    /// transaction, padded to a power of two: 455 fill 2^15 rows at depth 32.
     pub chunk_size: usize,
     /// Children verified by one `aggregate` proof.
     pub arity: usize,
@@ -24,7 +24,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { tree_depth: 32, chunk_size: 227, arity: 2, levels: 4 }
+        Self { tree_depth: 32, chunk_size: 455, arity: 2, levels: 3 }
     }
 }
 
