@@ -1,4 +1,4 @@
-//! The default circuit parameters (32-level tree, 455-transaction chunks, arity 2, 3 levels) prove
+//! The default circuit parameters (32-level tree, 455-transaction chunks, arity 3, 2 levels) prove
 //! and verify a real batch end to end: a full chunk and a partial one, so that a level 1
 //! aggregate verifies two basic STARK proofs of 2^15-row traces.
 
@@ -33,7 +33,8 @@ fn default_parameters_prove_and_verify() {
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     assert_eq!(file["params"]["tree_depth"], 32);
     assert_eq!(file["params"]["chunk_size"], 455);
-    assert_eq!(file["params"]["levels"], 3);
+    assert_eq!(file["params"]["arity"], 3);
+    assert_eq!(file["params"]["levels"], 2);
 
     let mut verify = Command::new(leader);
     verify.args(["verify", "--proof"]).arg(&proof);

@@ -24,7 +24,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self { tree_depth: 32, chunk_size: 455, arity: 2, levels: 3 }
+        Self { tree_depth: 32, chunk_size: 455, arity: 3, levels: 2 }
     }
 }
 
