@@ -49,16 +49,21 @@ struct Stats<'a> {
     tasks: &'a [TaskTiming],
 }
 
+/// The witness text. A file or stream that cannot be read is exit 1; bytes that are not UTF-8
+/// are the input's fault, exit 2.
 pub fn read_input(path: Option<&Path>) -> Result<String, Exit> {
-    match path {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| Exit::Other(format!("reading {}: {e}", p.display()))),
+    let (bytes, source) = match path {
+        Some(p) => (std::fs::read(p).map_err(|e| Exit::Other(format!("reading {}: {e}", p.display())))?, p.display().to_string()),
         None => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
                 .map_err(|e| Exit::Other(format!("reading stdin: {e}")))?;
-            Ok(s)
+            (bytes, "stdin".to_string())
         }
-    }
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        Exit::Invalid(format!("{source}: the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+    })
 }
 
 /// The link a batch must continue from: the previous batch of the input or the previous proof.

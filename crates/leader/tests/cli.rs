@@ -98,7 +98,11 @@ fn synth(env: &Env, txs: usize, batches: usize, seed: u64) -> Value {
 /// A bad input: exit 2, one line on stderr that contains `expected`, nothing on stdout, nothing
 /// left in the store.
 fn assert_rejected(env: &Env, input: &str, expected: &str) {
-    let out = env.leader(&["prove"], Some(input.as_bytes()));
+    assert_rejected_bytes(env, input.as_bytes(), expected);
+}
+
+fn assert_rejected_bytes(env: &Env, input: &[u8], expected: &str) {
+    let out = env.leader(&["prove"], Some(input));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(out.stdout.is_empty(), "stdout must stay empty");
@@ -217,7 +221,11 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing_behind() {
     assert_rejected(&env, "{\"version\":1,", "malformed json");
     assert_rejected(&env, &good[..good.len() - 10], "malformed json");
     assert_rejected(&env, "not json at all", "malformed json");
+    let mut latin1 = good.clone().into_bytes();
+    latin1[2] = 0xe9;
+    assert_rejected_bytes(&env, &latin1, "stdin: the witness is not UTF-8 text (invalid byte at offset 2)");
     assert_rejected(&env, &good.replace("\"version\":1", "\"version\":1,\"gas\":3"), "batch 7: unknown field `gas`");
+    assert_rejected(&env, &good.replace("\"version\":1", "\"version\":1,\"version\":1"), "batch 7: duplicate field `version`");
     assert_rejected(&env, &good.replace("\"nonce\":0}]}", "\"nonce\":\"0\"}]}"), "batch 7: invalid type");
     assert_rejected(
         &env,

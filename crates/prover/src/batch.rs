@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::state::Address;
 
@@ -63,11 +64,15 @@ pub enum ParseError {
 }
 
 /// Reads one batch object or an array of consecutive batches.
+///
+/// Each batch is decoded from its own text rather than through `serde_json::Value`, whose maps
+/// keep the last of two equal keys: a duplicated key anywhere in a batch is an error, so two
+/// readers of one file cannot disagree on what it says.
 pub fn parse_batches(text: &str) -> Result<Vec<Batch>, ParseError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(ParseError::Json)?;
-    let items = match value {
-        serde_json::Value::Array(items) => items,
-        other => vec![other],
+    let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(ParseError::Json)?
+    } else {
+        vec![serde_json::from_str(text).map_err(ParseError::Json)?]
     };
     if items.is_empty() {
         return Err(ParseError::Empty);
@@ -78,14 +83,19 @@ pub fn parse_batches(text: &str) -> Result<Vec<Batch>, ParseError> {
         .enumerate()
         .map(|(i, item)| {
             // Name the batch by its number when it has one that parses, else by its place.
-            let at = match item.get("batch_number").and_then(|n| n.as_u64()) {
-                Some(n) => format!("batch {n}"),
-                None if many => format!("batch at index {i}"),
-                None => "batch".to_string(),
+            let at = || {
+                let number = serde_json::from_str::<serde_json::Value>(item.get())
+                    .ok()
+                    .and_then(|v| v.get("batch_number").and_then(|n| n.as_u64()));
+                match number {
+                    Some(n) => format!("batch {n}"),
+                    None if many => format!("batch at index {i}"),
+                    None => "batch".to_string(),
+                }
             };
-            let batch: Batch = serde_json::from_value(item)
-                .map_err(|e| ParseError::Invalid { at: at.clone(), reason: e.to_string() })?;
-            batch.check_header().map_err(|reason| ParseError::Invalid { at, reason })?;
+            let batch: Batch = serde_json::from_str(item.get())
+                .map_err(|e| ParseError::Invalid { at: at(), reason: e.to_string() })?;
+            batch.check_header().map_err(|reason| ParseError::Invalid { at: at(), reason })?;
             Ok(batch)
         })
         .collect()
@@ -204,6 +214,17 @@ mod tests {
     fn rejects_unknown_fields_naming_the_batch() {
         let err = parse_batches(&batch_json(r#""gas":1,"#)).unwrap_err().to_string();
         assert!(err.starts_with("batch 7: unknown field `gas`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_naming_the_key_and_the_batch() {
+        let twice = batch_json(r#""version":1,"#);
+        let err = parse_batches(&twice).unwrap_err().to_string();
+        assert!(err.starts_with("batch 7: duplicate field `version`"), "{err}");
+        // In a nested object, and in the second batch of an array.
+        let nested = batch_json("").replace(r#""value":"250""#, r#""value":"250","value":"1""#);
+        let err = parse_batches(&format!("[{},{nested}]", batch_json("").replace(":7,", ":6,"))).unwrap_err().to_string();
+        assert!(err.starts_with("batch 7: duplicate field `value`"), "{err}");
     }
 
     #[test]
