@@ -198,6 +198,9 @@ pub struct ProveArgs {
     /// Write the proof file here instead of stdout.
     #[arg(long, env = "ZKFLEET_OUTPUT")]
     pub output: Option<PathBuf>,
+    /// Largest witness accepted, in MiB; a larger one is refused (exit 2) before it is parsed.
+    #[arg(long, env = "ZKFLEET_MAX_WITNESS_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_witness_mib: u64,
     /// Proof file of the batch before the first one; the new proof verifies it.
     #[arg(long, env = "ZKFLEET_PREVIOUS_PROOF")]
     pub previous_proof: Option<PathBuf>,
@@ -284,6 +287,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             let _metrics = serve_metrics(a.metrics_addr).await?;
             prove::prove(prove::ProveOptions {
                 input: a.input,
+                max_witness_bytes: a.max_witness_mib << 20,
                 output: a.output,
                 previous_proof: a.previous_proof,
                 workers: a.workers,

@@ -27,6 +27,7 @@ use crate::Exit;
 
 pub struct ProveOptions {
     pub input: Option<PathBuf>,
+    pub max_witness_bytes: u64,
     pub output: Option<PathBuf>,
     pub previous_proof: Option<PathBuf>,
     pub workers: usize,
@@ -49,18 +50,25 @@ struct Stats<'a> {
     tasks: &'a [TaskTiming],
 }
 
-/// The witness text. A file or stream that cannot be read is exit 1; bytes that are not UTF-8
-/// are the input's fault, exit 2.
-pub fn read_input(path: Option<&Path>) -> Result<String, Exit> {
-    let (bytes, source) = match path {
-        Some(p) => (std::fs::read(p).map_err(|e| Exit::Other(format!("reading {}: {e}", p.display())))?, p.display().to_string()),
-        None => {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
-                .map_err(|e| Exit::Other(format!("reading stdin: {e}")))?;
-            (bytes, "stdin".to_string())
-        }
+/// The witness text. A file or stream that cannot be read is exit 1; one above `limit` bytes or
+/// not UTF-8 is the input's fault, exit 2.
+pub fn read_input(path: Option<&Path>, limit: u64) -> Result<String, Exit> {
+    let (reader, source): (Box<dyn std::io::Read>, String) = match path {
+        Some(p) => (
+            Box::new(std::fs::File::open(p).map_err(|e| Exit::Other(format!("reading {}: {e}", p.display())))?),
+            p.display().to_string(),
+        ),
+        None => (Box::new(std::io::stdin()), "stdin".to_string()),
     };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, limit + 1), &mut bytes)
+        .map_err(|e| Exit::Other(format!("reading {source}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(Exit::Invalid(format!(
+            "{source}: the witness is larger than the limit of {} MiB (--max-witness-mib)",
+            limit >> 20
+        )));
+    }
     String::from_utf8(bytes).map_err(|e| {
         Exit::Invalid(format!("{source}: the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
     })
@@ -97,7 +105,7 @@ fn job_id(batch: u64) -> String {
 
 pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
     opts.params.validate().map_err(Exit::Usage)?;
-    let text = read_input(opts.input.as_deref())?;
+    let text = read_input(opts.input.as_deref(), opts.max_witness_bytes)?;
     let batches = parse_batches(&text).map_err(|e| Exit::Invalid(e.to_string()))?;
 
     let previous = match &opts.previous_proof {
@@ -442,5 +450,23 @@ pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), Exit> {
                     Exit::Other(format!("writing {}: {e}", path.display()))
                 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_witness_limit_is_inclusive_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.json");
+        std::fs::write(&path, vec![b' '; 1 << 20]).unwrap();
+        assert_eq!(read_input(Some(&path), 1 << 20).unwrap().len(), 1 << 20);
+        std::fs::write(&path, vec![b' '; (1 << 20) + 1]).unwrap();
+        let err = read_input(Some(&path), 1 << 20).unwrap_err();
+        assert_eq!(err.code(), 2);
+        assert!(err.message().ends_with("larger than the limit of 1 MiB (--max-witness-mib)"), "{}", err.message());
+        assert_eq!(read_input(Some(&dir.path().join("missing")), 1 << 20).unwrap_err().code(), 1);
     }
 }

@@ -224,6 +224,12 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing_behind() {
     let mut latin1 = good.clone().into_bytes();
     latin1[2] = 0xe9;
     assert_rejected_bytes(&env, &latin1, "stdin: the witness is not UTF-8 text (invalid byte at offset 2)");
+    // Above the size limit: refused before parsing, naming the limit.
+    let big = format!("{}{}", " ".repeat(1 << 20), good);
+    let out = env.leader(&["prove", "--max-witness-mib", "1"], Some(big.as_bytes()));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim(), "error: stdin: the witness is larger than the limit of 1 MiB (--max-witness-mib)");
+    env.assert_store_clean();
     assert_rejected(&env, &good.replace("\"version\":1", "\"version\":1,\"gas\":3"), "batch 7: unknown field `gas`");
     assert_rejected(&env, &good.replace("\"version\":1", "\"version\":1,\"version\":1"), "batch 7: duplicate field `version`");
     assert_rejected(&env, &good.replace("\"nonce\":0}]}", "\"nonce\":\"0\"}]}"), "batch 7: invalid type");
