@@ -73,9 +73,31 @@ def check_images(report: Report) -> None:
             problems.append(f"{name}: the final stage has no non-root USER")
         if len(re.findall(r"^FROM ", text, re.M)) < 2:
             problems.append(f"{name}: not a multi-stage build")
-    if "--features cuda" not in (ROOT / "Dockerfile.gpu").read_text():
-        problems.append("Dockerfile.gpu does not build the worker with --features cuda")
-    report.result("images: multi-stage, non-root, toolchain pinned", problems, f"Rust {channel}")
+        problems += [f"{name}: {p}" for p in cargo_build_problems(text)]
+    report.result("images: multi-stage, non-root, toolchain pinned, features declared", problems, f"Rust {channel}")
+
+
+def cargo_build_problems(dockerfile: str) -> list[str]:
+    """Every package a `cargo build` in the Dockerfile names exists in the workspace, and every
+    feature it asks for is declared by one of those packages (read from `cargo metadata`)."""
+    meta = subprocess.run(
+        ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )
+    features = {pkg["name"]: set(pkg["features"]) for pkg in json.loads(meta.stdout)["packages"]}
+    problems = []
+    for command in re.findall(r"cargo build[^\n]*", dockerfile.replace("\\\n", " ")):
+        packages = re.findall(r"(?:-p|--package)\s+(\S+)", command)
+        wanted = [f for group in re.findall(r"--features\s+(\S+)", command) for f in group.split(",")]
+        for package in packages:
+            if package not in features:
+                problems.append(f"cargo build names package {package}, which the workspace lacks")
+        for feature in wanted:
+            package, _, name = feature.rpartition("/")
+            declared = features.get(package, set()) if package else set().union(*(features.get(p, set()) for p in packages))
+            if name not in declared:
+                problems.append(f"cargo build asks for feature {feature!r}, which no Cargo.toml of {packages} declares")
+    return problems
 
 
 # -- chart ----------------------------------------------------------------------------------
