@@ -172,10 +172,9 @@ fn main() {
 mod profile {
     use std::sync::Mutex;
 
-    use plonky2::iop::challenger::Challenger;
     use plonky2::util::timing::TimingTree;
     use prover::execute::ChunkWitness;
-    use prover::stark::{self, transfer::TransferStark, CommitmentEngine, CpuEngine};
+    use prover::stark::{self, transfer::TransferStark, CpuEngine};
 
     /// The scope lines `TimingTree::print` logs, collected for the split.
     static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -199,30 +198,8 @@ mod profile {
 
     pub fn one_proof(stark: &TransferStark, chunk: &ChunkWitness, rows: usize) {
         let trace = stark.generate_trace(chunk, rows).unwrap();
-        let config = stark::config();
-        let fri = &config.fri_config;
         let mut timing = TimingTree::new("basic proof", log::Level::Debug);
-        timing.push("trace commitment", log::Level::Debug);
-        let commitment = CpuEngine.commit(&trace.columns, fri.rate_bits, fri.cap_height, &mut timing).unwrap();
-        timing.pop();
-        let mut challenger = Challenger::new();
-        challenger.observe_elements(&trace.public_inputs);
-        config.observe(&mut challenger);
-        challenger.observe_cap(&commitment.merkle_tree.cap);
-        starky::prover::prove_with_commitment(
-            stark,
-            &config,
-            &trace.columns,
-            &commitment,
-            None,
-            None,
-            &mut challenger,
-            &trace.public_inputs,
-            None,
-            None,
-            &mut timing,
-        )
-        .unwrap();
+        stark::prove_timed(stark, &trace, &CpuEngine, &mut timing).unwrap();
         LINES.lock().unwrap().clear();
         timing.print();
         println!("\nscopes of one proof (plonky2/starky timing):");

@@ -31,10 +31,23 @@ pub fn config() -> StarkConfig {
 /// Proves `trace` with the trace commitment from `engine`: the same proof as
 /// `starky::prover::prove`, which computes the commitment itself.
 pub fn prove(stark: &TransferStark, trace: &Trace, engine: &dyn CommitmentEngine) -> anyhow::Result<StarkProof> {
+    prove_timed(stark, trace, engine, &mut TimingTree::default())
+}
+
+/// [`prove`], recording plonky2's and starky's timing scopes in `timing` (they are only kept
+/// when plonky2's `timing` feature is on: the prover's `profile` feature).
+pub fn prove_timed(
+    stark: &TransferStark,
+    trace: &Trace,
+    engine: &dyn CommitmentEngine,
+    timing: &mut TimingTree,
+) -> anyhow::Result<StarkProof> {
     let config = config();
-    let mut timing = TimingTree::default();
     let fri = &config.fri_config;
-    let commitment = engine.commit(&trace.columns, fri.rate_bits, fri.cap_height, &mut timing)?;
+    timing.push("trace commitment", log::Level::Debug);
+    let commitment = engine.commit(&trace.columns, fri.rate_bits, fri.cap_height, timing);
+    timing.pop();
+    let commitment = commitment?;
     let mut challenger = Challenger::new();
     challenger.observe_elements(&trace.public_inputs);
     config.observe(&mut challenger);
@@ -50,7 +63,7 @@ pub fn prove(stark: &TransferStark, trace: &Trace, engine: &dyn CommitmentEngine
         &trace.public_inputs,
         None,
         None,
-        &mut timing,
+        timing,
     )
 }
 
