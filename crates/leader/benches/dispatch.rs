@@ -226,7 +226,7 @@ fn main() {
         }
         let job = "bench".to_string();
         let connection = leader::broker_fleet::connect(&uri).await.map_err(|e| e.message().to_string()).unwrap();
-        let mut fleet = leader::broker_fleet::start(connection, store, std::slice::from_ref(&job)).await.ok().unwrap();
+        let mut fleet = leader::broker_fleet::start(connection, &uri, store, std::slice::from_ref(&job)).await.ok().unwrap();
         // Warm-up: connections, queues and caches settle.
         // With span export, one job span whose context every task carries, as the leader's
         // coordinator does: the context travels in each task's message headers and each

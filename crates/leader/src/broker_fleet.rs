@@ -10,11 +10,11 @@ use std::time::Duration;
 use common::broker::{self, Publisher};
 use common::topology::{self, JOB_HEADER, KIND_CANCEL, KIND_RESULT, KIND_TASK, PUBLISHED_HEADER, TASK_EXCHANGE};
 use common::{Store, Task, TaskResult};
-use futures_util::stream::{SelectAll, StreamExt};
+use futures_util::stream::{BoxStream, SelectAll, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Acker, BasicProperties, Connection};
+use lapin::{Acker, BasicProperties, Channel, Connection};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -57,32 +57,16 @@ pub fn task_properties(task: &Task) -> BasicProperties {
 }
 
 /// Declares the topology and the jobs' results queues, then runs the fleet's two sides in the
-/// background until the handle stops.
-pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Result<FleetHandle, Exit> {
+/// background until the handle stops. `connection` (recovering) publishes tasks; results are
+/// followed on a connection of the leader's own (see [`Following`]), opened from `uri`.
+pub async fn start(connection: Connection, uri: &str, store: Store, jobs: &[String]) -> Result<FleetHandle, Exit> {
     let broker_err = |e: lapin::Error| Exit::Other(format!("broker: {e}"));
     let publisher = Publisher::new(&connection).await.map_err(|e| Exit::Other(e.to_string()))?;
     topology::declare(publisher.channel()).await.map_err(broker_err)?;
-    // One channel per job's results queue: delivery tags count per channel, so acking the latest
-    // delivery of a channel with `multiple` covers exactly the messages already handed over.
-    let mut channels = Vec::with_capacity(jobs.len());
-    let mut consumers = SelectAll::new();
     for job in jobs {
-        let queue = topology::declare_results(publisher.channel(), job).await.map_err(broker_err)?;
-        let channel = connection.create_channel().await.map_err(broker_err)?;
-        channel.basic_qos(PUBLISH_WINDOW as u16, BasicQosOptions::default()).await.map_err(broker_err)?;
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                format!("leader/{job}").as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker_err)?;
-        let i = channels.len();
-        consumers.push(consumer.map(move |item| (i, item)));
-        channels.push(channel);
+        topology::declare_results(publisher.channel(), job).await.map_err(broker_err)?;
     }
+    let following = Following::open(uri, jobs).await.map_err(|e| Exit::Other(format!("broker: {e}")))?;
 
     let (task_tx, mut task_rx) = mpsc::channel::<Task>(PUBLISH_WINDOW);
     let (event_tx, event_rx) = mpsc::channel::<FleetEvent>(PUBLISH_WINDOW);
@@ -115,69 +99,187 @@ pub async fn start(connection: Connection, store: Store, jobs: &[String]) -> Res
                 }
             }
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "leader done".into())).await;
     });
 
-    // Following: every message of the results queues becomes an event. Acks are batched: once a
-    // message is handed over, the latest delivery of its channel is acked with `multiple` (which
-    // covers the earlier ones) when no further message is waiting or every `ACK_BATCH` messages.
-    // The follower does not wait on a broker round trip per result, and the broker handles one
-    // ack frame per batch. A leader that dies with acks pending sees those results again on
-    // resume; the coordinator ignores a result it has already taken.
-    let stop = shutdown.clone();
+    let (uri, jobs, stop) = (uri.to_string(), jobs.to_vec(), shutdown.clone());
     background.spawn(async move {
-        let mut pending: Vec<Option<Acker>> = vec![None; channels.len()];
-        let mut unacked = 0usize;
-        loop {
-            let item = tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                item = consumers.next() => item,
-                // Reached only when no message is waiting.
-                () = std::future::ready(()), if unacked > 0 => {
-                    ack_pending(&mut pending).await;
-                    unacked = 0;
-                    continue;
-                }
-            };
-            match item {
-                None => break,
-                Some((i, Ok(delivery))) => {
-                    let event = event_of(&delivery, &store).await;
-                    if let Some(event) = event {
-                        if event_tx.send(event).await.is_err() {
-                            break;
-                        }
-                    }
-                    pending[i] = Some(delivery.acker);
-                    unacked += 1;
-                    if unacked >= ACK_BATCH {
-                        ack_pending(&mut pending).await;
-                        unacked = 0;
-                    }
-                }
-                Some((i, Err(e))) => {
-                    // Deliveries of the lost channel come again after the recovery.
-                    pending[i] = None;
-                    tracing::warn!(error = %e, "broker connection lost; waiting for recovery");
-                    if let Err(e) = channels[i].wait_for_recovery(e).await {
-                        let _ = event_tx.send(FleetEvent::Lost(format!("broker connection lost: {e}"))).await;
-                        break;
-                    }
-                    tracing::info!("broker connection recovered");
-                }
-            }
+        let outcome = follow(following, &uri, &jobs, &store, &event_tx, &stop).await;
+        if let Err(message) = outcome {
+            let _ = event_tx.send(FleetEvent::Lost(message)).await;
         }
-        ack_pending(&mut pending).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "leader done".into())).await;
     });
 
     Ok(FleetHandle { tasks: task_tx, events: event_rx, background, shutdown })
 }
 
+/// How long the leader keeps trying to open its connection for results again before the job
+/// fails (and stays resumable): as long as the recovering connection's 120 tries.
+const REOPEN_BUDGET: Duration = Duration::from_secs(600);
+
+/// The connection the leader follows the jobs' results queues on, one channel per queue.
+///
+/// Like a worker's connection for consuming tasks, it does not recover by itself: when it is
+/// lost, whatever the cause, the leader opens a new one and consumes afresh, and knows that it
+/// does. A consumer registered again by a recovering connection is invisible to its owner; on one
+/// run of the broker-restart test in CI the leader's took four results after the restart and no
+/// more, and the leader waited for its last result until the test gave up.
+struct Following {
+    connection: Connection,
+    /// One per job, held open (a channel closes when its last handle goes): delivery tags count
+    /// per channel, so acking the latest delivery of a channel with `multiple` covers exactly the
+    /// messages already handed over.
+    _channels: Vec<Channel>,
+    consumers: SelectAll<BoxStream<'static, (usize, lapin::Result<Delivery>)>>,
+}
+
+impl Following {
+    async fn open(uri: &str, jobs: &[String]) -> Result<Self, String> {
+        let connection = broker::connect_once(uri, "zkfleet-leader results").await.map_err(|e| e.to_string())?;
+        let mut channels = Vec::with_capacity(jobs.len());
+        let mut consumers = SelectAll::new();
+        for job in jobs {
+            let consume = async {
+                let channel = connection.create_channel().await?;
+                channel.basic_qos(PUBLISH_WINDOW as u16, BasicQosOptions::default()).await?;
+                let queue = topology::results_queue(job);
+                let consumer = channel
+                    .basic_consume(
+                        queue.as_str().into(),
+                        format!("leader/{job}").as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                lapin::Result::Ok((channel, consumer))
+            };
+            let (channel, consumer) = consume.await.map_err(|e| e.to_string())?;
+            let i = channels.len();
+            consumers.push(consumer.map(move |item| (i, item)).boxed());
+            channels.push(channel);
+        }
+        Ok(Self { connection, _channels: channels, consumers })
+    }
+
+    /// Opens it again, with a growing pause between tries (0.2 s doubling to 5 s), for at most
+    /// [`REOPEN_BUDGET`]; `Ok(None)` when `stop` comes first.
+    async fn reopen(uri: &str, jobs: &[String], stop: &CancellationToken) -> Result<Option<Self>, String> {
+        let deadline = tokio::time::Instant::now() + REOPEN_BUDGET;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let error = tokio::select! {
+                _ = stop.cancelled() => return Ok(None),
+                opened = Self::open(uri, jobs) => match opened {
+                    Ok(following) => return Ok(Some(following)),
+                    Err(e) => e,
+                },
+            };
+            tracing::debug!(error = %error, "reopening the broker connection for results");
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(format!(
+                    "broker connection for results lost and not reopened within {}s: {error}",
+                    REOPEN_BUDGET.as_secs()
+                ));
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Lets go of a lost connection (closing it, in case only a channel failed). Its unacked
+    /// deliveries go back to their queues and come again on the next connection.
+    fn drop_lost(following: &mut Option<Self>) {
+        if let Some(lost) = following.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), lost.connection.close(200, "reopening".into())).await;
+            });
+        }
+    }
+}
+
+/// Following: every message of the results queues becomes an event, until `stop`. Acks are
+/// batched: once a message is handed over, the latest delivery of its channel is acked with
+/// `multiple` (which covers the earlier ones) when no further message is waiting or every
+/// `ACK_BATCH` messages. The follower does not wait on a broker round trip per result, and the
+/// broker handles one ack frame per batch. A leader that dies with acks pending sees those results
+/// again on resume; the coordinator ignores a result it has already taken, as it does the results
+/// redelivered after a lost connection. `Err` when the connection is lost and cannot be reopened.
+async fn follow(
+    following: Following,
+    uri: &str,
+    jobs: &[String],
+    store: &Store,
+    events: &mpsc::Sender<FleetEvent>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let mut following = Some(following);
+    let mut pending: Vec<Option<Acker>> = vec![None; jobs.len()];
+    let mut unacked = 0usize;
+    loop {
+        let f = match following.as_mut() {
+            Some(f) => f,
+            None => {
+                pending.fill(None);
+                unacked = 0;
+                match Following::reopen(uri, jobs, stop).await? {
+                    Some(f) => {
+                        tracing::info!("broker connection for results reopened");
+                        following.insert(f)
+                    }
+                    None => break,
+                }
+            }
+        };
+        let item = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            item = f.consumers.next() => item,
+            // Reached only when no message is waiting.
+            () = std::future::ready(()), if unacked > 0 => {
+                ack_pending(&mut pending).await;
+                unacked = 0;
+                continue;
+            }
+        };
+        match item {
+            Some((i, Ok(delivery))) => {
+                if let Some(event) = event_of(&delivery, store).await {
+                    if events.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                pending[i] = Some(delivery.acker);
+                unacked += 1;
+                if unacked >= ACK_BATCH {
+                    ack_pending(&mut pending).await;
+                    unacked = 0;
+                }
+            }
+            Some((_, Err(e))) => {
+                tracing::warn!(error = %e, "broker connection for results lost");
+                Following::drop_lost(&mut following);
+            }
+            // The broker cancelled the consumers (a results queue deleted) or closed the connection.
+            None => {
+                tracing::warn!("the broker ended the leader's consumers of results");
+                Following::drop_lost(&mut following);
+            }
+        }
+    }
+    ack_pending(&mut pending).await;
+    if let Some(f) = following {
+        let _ = tokio::time::timeout(Duration::from_secs(5), f.connection.close(200, "leader done".into())).await;
+    }
+    Ok(())
+}
+
 /// Acks, on each channel, every delivery up to the latest one handed over.
 async fn ack_pending(pending: &mut [Option<Acker>]) {
     for acker in pending.iter_mut().filter_map(Option::take) {
-        // After a recovery the old delivery tags are void; the broker redelivers those messages.
+        // On a lost connection the delivery tags are void; the broker redelivers those messages.
         if let Err(e) = acker.ack(BasicAckOptions { multiple: true }).await {
             tracing::debug!(error = %e, "ack failed");
         }

@@ -335,7 +335,7 @@ pub async fn drive(
         }
         Some((connection, uri)) => {
             tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store.location(), "proving on the broker fleet");
-            let fleet = crate::broker_fleet::start(connection, store.clone(), &jobs).await.map_err(Ended::Early)?;
+            let fleet = crate::broker_fleet::start(connection, &uri, store.clone(), &jobs).await.map_err(Ended::Early)?;
             (fleet, Some(uri))
         }
     };

@@ -98,7 +98,7 @@ fn busy_worker_leaves_the_rest(rounds: &[Round], first: [Round; 2]) {
     runtime.block_on(async {
         let job = "backpressure".to_string();
         let connection = leader::broker_fleet::connect(&vhost.uri()).await.ok().unwrap();
-        let mut fleet = leader::broker_fleet::start(connection, store.clone(), std::slice::from_ref(&job)).await.ok().unwrap();
+        let mut fleet = leader::broker_fleet::start(connection, &vhost.uri(), store.clone(), std::slice::from_ref(&job)).await.ok().unwrap();
         let shutdown = CancellationToken::new();
         let busy = tokio::spawn(worker::daemon::run(
             worker(&vhost.uri(), &store, "busy", rounds, Arc::new(GatedBackend(gate.clone()))),

@@ -34,6 +34,8 @@ fn a_broker_restart_mid_job_is_ridden_out() {
     let (code, _, err) = leader.finish_beside(Duration::from_secs(300), &[&w1, &w2]);
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     assert_eq!(fleet.values(&proof)["tx_count"], 16);
+    // The leader follows results on a connection of its own, which it opened again itself.
+    assert!(err.iter().any(|l| l.contains("broker connection for results reopened")), "{}", err.join("\n"));
     // The workers rode it out too: still running, and proving after the restart.
     let mut after = Vec::new();
     for (w, n) in [(&mut w1, before[0]), (&mut w2, before[1])] {

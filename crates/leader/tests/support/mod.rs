@@ -327,7 +327,7 @@ pub async fn noop_job(store: &common::Store, job: &str, txs: u64) -> common::pla
 pub async fn drive(uri: &str, store: &common::Store, plan: &common::plan::Plan, timeout: Duration) {
     let job = plan.tasks[0].task.job.clone();
     let connection = leader::broker_fleet::connect(uri).await.unwrap();
-    let mut fleet = leader::broker_fleet::start(connection, store.clone(), std::slice::from_ref(&job)).await.unwrap();
+    let mut fleet = leader::broker_fleet::start(connection, uri, store.clone(), std::slice::from_ref(&job)).await.unwrap();
     let mut progress = leader::progress::Progress::new(&[(job, 7, plan.tasks[0].task.tx_range.1)]);
     let none_done = std::collections::HashSet::new();
     let mut digests = std::collections::HashMap::new();
