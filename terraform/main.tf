@@ -1,4 +1,5 @@
-# The network, the GKE cluster and its two node pools, and the service account of the nodes.
+# The network, the GKE cluster, its CPU node pool and the optional GPU one, and the service
+# account of the nodes.
 
 locals {
   labels = merge({ "app" = "zkfleet", "managed-by" = "terraform" }, var.labels)
@@ -247,9 +248,13 @@ resource "google_container_node_pool" "cpu" {
   }
 }
 
-# Starts with no node. The cluster autoscaler adds a node when a GPU worker is pending (KEDA
-# scaled the GPU pool up) and removes it once the pool is back at zero.
+# Only with gpu_pool_enabled: a project without GPU quota in the zone cannot create it, and a
+# fleet without GPU workers has no use for it. It starts with no node. The cluster autoscaler adds
+# a node when a GPU worker is pending (KEDA scaled the GPU pool up) and removes it once the pool
+# is back at zero.
 resource "google_container_node_pool" "gpu" {
+  count = var.gpu_pool_enabled ? 1 : 0
+
   name               = "${var.name}-gpu"
   cluster            = google_container_cluster.fleet.id
   location           = var.cluster_location

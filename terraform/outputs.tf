@@ -42,7 +42,7 @@ output "helm_values" {
         nodeSelector = { "zkfleet.io/pool" = "cpu" }
       }
       gpu = {
-        enabled = var.gpu_max_nodes > 0
+        enabled = var.gpu_pool_enabled
         nodeSelector = {
           "zkfleet.io/pool"                  = "gpu"
           "cloud.google.com/gke-accelerator" = var.gpu_accelerator_type
@@ -51,6 +51,9 @@ output "helm_values" {
       }
     }
     rabbitmq = {
+      nodeSelector = { "zkfleet.io/pool" = "cpu" }
+    }
+    leader = {
       nodeSelector = { "zkfleet.io/pool" = "cpu" }
     }
     metrics = {

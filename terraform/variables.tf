@@ -123,7 +123,7 @@ variable "cpu_machine_type" {
 
 variable "cpu_min_nodes" {
   type        = number
-  description = "Fewest CPU nodes (per zone of the cluster). One keeps RabbitMQ, KEDA and the system pods running."
+  description = "Fewest CPU nodes (per zone of the cluster). One keeps the leader, RabbitMQ, KEDA and the system pods running; three put each RabbitMQ node on a machine of its own."
   default     = 1
 
   validation {
@@ -141,6 +141,12 @@ variable "cpu_max_nodes" {
     condition     = var.cpu_max_nodes >= 1 && floor(var.cpu_max_nodes) == var.cpu_max_nodes
     error_message = "cpu_max_nodes must be a whole number of at least 1."
   }
+}
+
+variable "gpu_pool_enabled" {
+  type        = bool
+  description = "Create the GPU node pool (the gpu_* variables below) and enable the chart's GPU worker pool in helm_values. Needs GPU quota in the zone of cluster_location."
+  default     = false
 }
 
 variable "gpu_accelerator_type" {
@@ -181,12 +187,12 @@ variable "gpu_count" {
 
 variable "gpu_max_nodes" {
   type        = number
-  description = "Most GPU nodes. The GPU pool starts empty and the cluster autoscaler adds nodes only while GPU workers are pending."
+  description = "Most GPU nodes, with gpu_pool_enabled. The GPU pool starts empty and the cluster autoscaler adds nodes only while GPU workers are pending."
   default     = 4
 
   validation {
-    condition     = var.gpu_max_nodes >= 0 && floor(var.gpu_max_nodes) == var.gpu_max_nodes
-    error_message = "gpu_max_nodes must be a whole number, 0 or more (0 disables the GPU pool in practice)."
+    condition     = var.gpu_max_nodes >= 1 && floor(var.gpu_max_nodes) == var.gpu_max_nodes
+    error_message = "gpu_max_nodes must be a whole number of at least 1 (gpu_pool_enabled = false leaves the GPU pool out)."
   }
 }
 

@@ -205,6 +205,375 @@ def check_pods(rendered: dict[str, list[dict]], report: Report) -> None:
     report.result("worker pods: probes, grace period, preStop, resources, GPU scheduling", problems)
 
 
+# -- the fleet's shape: leader service, broker, scaling ownership, scraping, values schema ----
+# A second namespace to render in: one that is neither the release's name nor the namespace of
+# the other renders, so that a name resolved only in the release's namespace shows.
+OTHER_NAMESPACE = "proving-east"
+
+
+def rabbitmq_pod_labels(cluster: str) -> dict[str, str]:
+    """Labels the RabbitMQ cluster operator puts on a RabbitmqCluster's pods and services."""
+    return {"app.kubernetes.io/name": cluster, "app.kubernetes.io/component": "rabbitmq",
+            "app.kubernetes.io/part-of": "rabbitmq"}
+
+
+def render_chart(values: dict, namespace: str = NAMESPACE) -> list[dict]:
+    """The chart's manifests for values, as `helm install` would create them (the values are
+    validated against values.schema.json first). Raises helm.HelmError."""
+    import helm_python as helm
+
+    with helm.Chart.load(str(CHART)) as chart:
+        manifests = chart.render(values=values, name=RELEASE, namespace=namespace, is_install=True)
+    return docs_of("\n".join(f"---\n{body}" for path, body in sorted(manifests.items())
+                             if path.endswith(".yaml") and body.strip()))
+
+
+def ci_values(name: str) -> dict:
+    return yaml.safe_load((CHART / "ci" / VALUE_SETS[name]).read_text()) or {}
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects labels. An empty
+    selector selects nothing here: the chart never means "every pod"."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) \
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
+
+
+def leader_deployments(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["kind"] == "Deployment"
+            and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "leader"]
+
+
+def check_broker_host(report: Report) -> None:
+    """KEDA's operator runs in its own namespace and resolves a trigger's host from there: a bare
+    service name finds no broker and no pool ever wakes. Rendered in a namespace of its own, every
+    trigger must name the broker as <service>.<namespace>.svc (or a name the user qualified)."""
+    from urllib.parse import urlsplit
+
+    external = ci_values("gpu-job")  # an existing broker, broker.host rabbitmq.messaging
+    cases = [
+        ("chart's RabbitmqCluster", ci_values("default"), f"{RELEASE}-rabbitmq.{OTHER_NAMESPACE}.svc"),
+        ("broker.host as a bare name", {**external, "broker": {**external["broker"], "host": "rabbitmq"}},
+         f"rabbitmq.{OTHER_NAMESPACE}.svc"),
+        ("broker.host as <service>.<namespace>", external, external["broker"]["host"]),
+    ]
+    problems, triggers = [], 0
+    for what, values, want in cases:
+        try:
+            docs = render_chart(values, OTHER_NAMESPACE)
+        except Exception as error:  # noqa: BLE001 - a failed render is the finding
+            problems.append(f"{what}: render failed: {error}")
+            continue
+        for scaler in (d for d in docs if d["kind"] in ("ScaledObject", "ScaledJob")):
+            for trigger in scaler["spec"]["triggers"]:
+                triggers += 1
+                host = urlsplit(trigger["metadata"].get("host", "")).hostname
+                if host != want:
+                    problems.append(f"{what}: {scaler['metadata']['name']} trigger host is {host!r}, want {want!r} "
+                                    "(KEDA resolves it from its own namespace)")
+        for pod in pool_pods(docs).values():
+            uri = env_of(pod["containers"][0]).get("ZKFLEET_AMQP_URI", "")
+            if uri.rpartition("@")[2].split(":")[0].split("/")[0] != want:
+                problems.append(f"{what}: workers reach the broker at {uri!r}, not at {want!r} like KEDA")
+    if not triggers:
+        problems.append("no trigger rendered")
+    report.result(f"KEDA trigger host is <service>.<namespace>.svc (rendered in namespace {OTHER_NAMESPACE})",
+                  problems, f"{triggers} triggers in {len(cases)} renders")
+
+
+def check_scaled_replicas(rendered: dict[str, list[dict]], report: Report) -> None:
+    """A Deployment that KEDA scales must not state `replicas`: Helm applies it on every upgrade,
+    which takes a busy pool to that count (zero) until the HPA restores it."""
+    problems, checked = [], 0
+    for name, docs in rendered.items():
+        deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+        for scaler in (d for d in docs if d["kind"] == "ScaledObject"):
+            target = deployments.get(scaler["spec"]["scaleTargetRef"]["name"])
+            if target is None:
+                continue  # reported by the KEDA check
+            checked += 1
+            if "replicas" in target["spec"]:
+                problems.append(f"{name}: Deployment {target['metadata']['name']} sets replicas: "
+                                f"{target['spec']['replicas']}, but {scaler['metadata']['name']} owns its count")
+    if not checked:
+        problems.append("no ScaledObject targets a rendered Deployment")
+    report.result("KEDA-scaled worker Deployments leave replicas to KEDA", problems, f"{checked} Deployments")
+
+
+def check_broker_replicas(rendered: dict[str, list[dict]], report: Report) -> None:
+    """Quorum queues need a majority of broker nodes: one node has no redundancy, two lose the
+    majority with either node. The chart's defaults must give three or more, an odd number."""
+    problems = []
+    clusters = [d for d in rendered.get("default", []) if d["kind"] == "RabbitmqCluster"]
+    if len(clusters) != 1:
+        problems.append(f"the chart's defaults render {len(clusters)} RabbitmqClusters, want 1")
+    for cluster in clusters:
+        replicas = cluster["spec"].get("replicas", 1)
+        if replicas < 3 or replicas % 2 == 0:
+            problems.append(f"RabbitmqCluster {cluster['metadata']['name']} has {replicas} replica(s) by default, "
+                            "want an odd number of at least 3 (quorum queues)")
+        anti = cluster["spec"].get("affinity", {}).get("podAntiAffinity", {})
+        terms = [t.get("podAffinityTerm", t) for k in anti.values() for t in k]
+        if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+                   and selects(t.get("labelSelector", {}), rabbitmq_pod_labels(cluster["metadata"]["name"]))
+                   for t in terms):
+            problems.append(f"RabbitmqCluster {cluster['metadata']['name']} does not spread its nodes over machines")
+    report.result("RabbitMQ: three or more nodes by default, spread over machines", problems,
+                  ", ".join(f"{c['metadata']['name']}: {c['spec'].get('replicas')}" for c in clusters))
+
+
+def scrape_targets(docs: list[dict]) -> dict[str, tuple[dict[str, str], dict[str, int], str]]:
+    """What must be scraped: target -> (its pods' labels, their named container ports, the path)."""
+    targets = {}
+    for leader in leader_deployments(docs):
+        pod = leader["spec"]["template"]
+        targets["leader"] = (pod["metadata"]["labels"], container_ports(pod["spec"]), "/metrics")
+    for doc in docs:
+        pool = doc["metadata"].get("labels", {}).get("zkfleet.io/pool")
+        if doc["kind"] == "Deployment" and pool:
+            pod = doc["spec"]["template"]
+        elif doc["kind"] == "ScaledJob" and pool:
+            pod = doc["spec"]["jobTargetRef"]["template"]
+        else:
+            continue
+        targets[f"{pool} workers"] = (pod["metadata"]["labels"], container_ports(pod["spec"]), "/metrics")
+    for cluster in (d for d in docs if d["kind"] == "RabbitmqCluster"):
+        # The operator names port 15692 `prometheus`; the dashboard's queue panels read the
+        # per-queue metrics.
+        targets["RabbitMQ"] = (rabbitmq_pod_labels(cluster["metadata"]["name"]), {"prometheus": 15692},
+                               "/metrics/per-object")
+    return targets
+
+
+def container_ports(pod_spec: dict) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for c in pod_spec.get("containers", []) for p in c.get("ports", [])
+            if "name" in p}
+
+
+def check_scraping(rendered: dict[str, list[dict]], report: Report) -> None:
+    """GKE's managed Prometheus reads PodMonitorings and nothing else: with it on, the leader,
+    every worker pool and RabbitMQ must each be selected by one, on a port their pods name."""
+    problems, sets = [], []
+    for name, docs in rendered.items():
+        monitors = [d for d in docs if d["kind"] == "PodMonitoring"]
+        if not monitors:
+            continue
+        sets.append(name)
+        for target, (labels, ports, path) in scrape_targets(docs).items():
+            scraped = [m["metadata"]["name"] for m in monitors if selects(m["spec"].get("selector", {}), labels)
+                       and any(e.get("port") in ports and e.get("path", "/metrics") == path
+                               for e in m["spec"].get("endpoints", []))]
+            if len(scraped) != 1:
+                problems.append(f"{name}: {target} is scraped by PodMonitorings {scraped}, want exactly one "
+                                f"on a port its pods name ({sorted(ports)}) with path {path}")
+    if not sets:
+        problems.append("no value set renders a PodMonitoring (metrics.gkePodMonitoring.enabled)")
+    report.result("Managed Prometheus: PodMonitorings cover the leader, every worker pool and RabbitMQ", problems,
+                  f"sets {', '.join(sets)}")
+
+
+def check_leader(rendered: dict[str, list[dict]], report: Report) -> None:
+    """The leader is `leader serve` in one Deployment that never runs twice (Recreate), behind a
+    Service on its named port, with a token, probes and the workers' hardening. No batch Job
+    remains: a Job per batch made Helm delete the last one and re-run old batches."""
+    problems = []
+    for name, docs in rendered.items():
+        for job in (d for d in docs if d["kind"] == "Job"):
+            problems.append(f"{name}: the chart renders Job {job['metadata']['name']}; batches go to the leader's API")
+        leaders = leader_deployments(docs)
+        if len(leaders) != 1:
+            problems.append(f"{name}: {len(leaders)} leader Deployments, want 1")
+            continue
+        existing = ci_values(name).get("leader", {}).get("apiToken", {}).get("existingSecret")
+        problems += [f"{name}: {p}" for p in leader_pod_problems(leaders[0], docs, existing)]
+        problems += [f"{name}: {p}" for p in leader_exposure_problems(leaders[0], docs)]
+    report.result("leader: `leader serve` Deployment (1 replica, Recreate), Service, token, probes; no batch Job",
+                  problems)
+
+
+def leader_pod_problems(leader: dict, docs: list[dict], existing_secret: str | None) -> list[str]:
+    problems = []
+    spec, pod = leader["spec"], leader["spec"]["template"]["spec"]
+    if spec.get("replicas") != 1:
+        problems.append(f"leader replicas is {spec.get('replicas')!r}, want 1")
+    if spec.get("strategy", {}).get("type") != "Recreate":
+        problems.append(f"leader strategy is {spec.get('strategy')}, want Recreate (one leader at a time)")
+    container = pod["containers"][0]
+    argv = container.get("command", []) + container.get("args", [])
+    env = env_of(container)
+    if argv[:2] != ["leader", "serve"]:
+        problems.append(f"leader runs {argv}, want leader serve")
+    listen = env.get("ZKFLEET_LISTEN") or next((b for a, b in zip(argv, argv[1:]) if a == "--listen"), "")
+    ports = container_ports(pod)
+    if "http" not in ports or listen != f"0.0.0.0:{ports['http']}":
+        problems.append(f"leader listens on {listen!r} but names port http {ports.get('http')}")
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") not in ("http", ports.get("http")):
+            problems.append(f"leader {probe} is not GET {path} on port http")
+    resources = container.get("resources", {})
+    if not resources.get("requests") or not resources.get("limits", {}).get("memory"):
+        problems.append("leader needs requests and a memory limit")
+    if not pod.get("securityContext", {}).get("runAsNonRoot") \
+            or not container.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        problems.append("leader must run as non-root on a read-only root filesystem")
+    # The token: a file from a Secret volume, or an environment variable from a Secret. Without
+    # one, `leader serve` refuses to listen on anything but loopback.
+    secret = None
+    if env.get("ZKFLEET_API_TOKEN_FILE"):
+        mounts = {m["name"]: m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])}
+        secret = next((v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v
+                       and env["ZKFLEET_API_TOKEN_FILE"].startswith(mounts.get(v["name"], "\0"))), None)
+    else:
+        token_env = next((e for e in container.get("env", []) if e["name"] == "ZKFLEET_API_TOKEN"), {})
+        secret = token_env.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+    rendered_secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    if secret is None:
+        problems.append("leader gets no API token from a Secret")
+    elif secret not in rendered_secrets and secret != existing_secret:
+        problems.append(f"leader's token Secret {secret} is neither rendered nor leader.apiToken.existingSecret")
+    return problems
+
+
+def leader_exposure_problems(leader: dict, docs: list[dict]) -> list[str]:
+    """One Service reaches the leader's http port, an Ingress routes to that Service, and no
+    NetworkPolicy shuts the port."""
+    problems = []
+    labels = leader["spec"]["template"]["metadata"]["labels"]
+    http = ("http", container_ports(leader["spec"]["template"]["spec"]).get("http"))
+    services = [s for s in docs if s["kind"] == "Service"
+                and selects({"matchLabels": s["spec"].get("selector", {})}, labels)]
+    if len(services) != 1:
+        problems.append(f"{len(services)} Services select the leader, want 1")
+    for service in services:
+        if not any(p.get("name") == "http" and p.get("targetPort") in http for p in service["spec"]["ports"]):
+            problems.append(f"Service {service['metadata']['name']} has no port http to the leader's port")
+    for ingress in (d for d in docs if d["kind"] == "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                port = backend["port"].get("name", backend["port"].get("number"))
+                if backend["name"] not in {s["metadata"]["name"] for s in services} or port not in http:
+                    problems.append(f"Ingress {ingress['metadata']['name']} routes to {backend}, "
+                                    "not the leader's port http")
+    for policy in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        if selects(policy["spec"]["podSelector"], labels) and "Ingress" in policy["spec"].get("policyTypes", []):
+            allowed = {p.get("port") for rule in policy["spec"].get("ingress", []) for p in rule.get("ports", [])}
+            if not allowed & set(http):
+                problems.append(f"NetworkPolicy {policy['metadata']['name']} shuts the leader's port http")
+    return problems
+
+
+def check_values_schema(report: Report) -> None:
+    """values.schema.json refuses what would deploy something else than asked for: wrong types,
+    unknown modes, and keys the chart does not read (a misspelling, a removed setting)."""
+    import helm_python as helm
+
+    base = ci_values("default")
+    bad = {
+        "rabbitmq.replicas as a string": {"rabbitmq": {"replicas": "3"}},
+        "a pool's maxReplicas below 1": {"pools": {"cpu": {"autoscaling": {"maxReplicas": 0}}}},
+        "pools.gpu.mode not deployment or job": {"pools": {"gpu": {"mode": "jobs"}}},
+        "an unknown round": {"pools": {"cpu": {"rounds": ["witnes"]}}},
+        "leader.port as a string": {"leader": {"port": "8080"}},
+        "the removed per-batch Job (prove.*)": {"prove": {"enabled": True, "batch": "7"}},
+        "a misspelt top-level key": {"rabbitMQ": {"replicas": 3}},
+    }
+    problems = []
+    if not (CHART / "values.schema.json").exists():
+        problems.append("charts/zkfleet/values.schema.json is missing")
+    for what, override in bad.items():
+        try:
+            render_chart({**base, **override})
+        except helm.HelmValuesError:
+            continue
+        except helm.HelmError as error:
+            problems.append(f"{what}: refused by a template, not by the schema: {str(error).splitlines()[0]}")
+            continue
+        problems.append(f"{what}: rendered; the schema must refuse it")
+    report.result("values.schema.json refuses bad values at install", problems,
+                  f"{len(bad)} bad value sets refused, the ci/ value sets accepted (helm render)")
+
+
+def check_terraform_gpu_pool(report: Report) -> None:
+    """The GPU node pool exists only when asked for (a project without GPU quota cannot create
+    it), and helm_values turns the chart's GPU workers on exactly when the pool exists. The
+    output's values, with the toggle both ways, must pass the chart's schema and render."""
+    import ast
+    import hcl2
+
+    def load(name: str) -> dict:
+        with (TERRAFORM / name).open() as handle:
+            return hcl2.load(handle)
+
+    problems = []
+    pools = {name: body for path in sorted(TERRAFORM.glob("*.tf")) for block in load(path.name).get("resource", [])
+             for name, body in block.get("google_container_node_pool", {}).items()}
+    variables = {name: body for block in load("variables.tf").get("variable", []) for name, body in block.items()}
+    gpu = pools.get("gpu")
+    toggle = None
+    if gpu is None:
+        problems.append("no google_container_node_pool.gpu in terraform/")
+    else:
+        count = re.fullmatch(r"\$\{var\.(\w+) \? 1 : 0\}", str((gpu.get("count") or [""])[0]))
+        if not count:
+            problems.append(f"google_container_node_pool.gpu has count {gpu.get('count')}, want var.<toggle> ? 1 : 0")
+        else:
+            toggle = count.group(1)
+            variable = variables.get(toggle, {})
+            if "bool" not in str(variable.get("type")) or variable.get("default") != [False]:
+                problems.append(f"variable {toggle} must be a bool that defaults to false "
+                                f"(type {variable.get('type')}, default {variable.get('default')})")
+    helm_values = None
+    for block in load("outputs.tf").get("output", []):
+        if "helm_values" in block:
+            text = block["helm_values"]["value"][0]
+            if text.startswith("${yamlencode(") and text.endswith(")}"):
+                helm_values = ast.literal_eval(text[len("${yamlencode("):-2])
+    if helm_values is None:
+        problems.append("output helm_values is not yamlencode({...})")
+    elif toggle:
+        stand_ins = {"${local.store_url}": "s3://bucket/zkfleet?endpoint=https://storage.googleapis.com&region=auto",
+                     "${var.gpu_accelerator_type}": "nvidia-l4", "${var.gpu_max_nodes * var.gpu_count}": 4}
+        if helm_values.get("pools", {}).get("gpu", {}).get("enabled") != f"${{var.{toggle}}}":
+            problems.append(f"helm_values pools.gpu.enabled is not var.{toggle}")
+        for enabled in (False, True):
+            unknown: list[str] = []
+
+            def fill(node, enabled=enabled, unknown=unknown):
+                if isinstance(node, dict):
+                    return {k: fill(v) for k, v in node.items()}
+                if isinstance(node, str) and node.startswith("${"):
+                    if node == f"${{var.{toggle}}}":
+                        return enabled
+                    if node not in stand_ins:
+                        unknown.append(node)
+                    return stand_ins.get(node, node)
+                return node
+
+            values = fill(helm_values)
+            if unknown:
+                problems.append(f"helm_values uses {unknown}; give the check a stand-in value")
+                break
+            try:
+                docs = render_chart(values)
+            except Exception as error:  # noqa: BLE001 - a failed render is the finding
+                problems.append(f"helm_values with {toggle}={str(enabled).lower()} does not render: {error}")
+                continue
+            if ("gpu" in pool_pods(docs)) != enabled:
+                problems.append(f"helm_values with {toggle}={str(enabled).lower()} renders GPU workers: {not enabled}")
+            if not any(d["kind"] == "PodMonitoring" for d in docs):
+                problems.append("helm_values does not turn on the PodMonitorings GKE's managed Prometheus reads")
+    report.result("terraform: GPU node pool only when asked for; helm_values follows it and renders", problems,
+                  f"toggle var.{toggle}" if toggle else "")
+
+
 # -- KEDA against the topology --------------------------------------------------------------
 def trigger_queue_names(meta: dict) -> list[str]:
     """Queue names a trigger spells out: a plain name, or ^<prefix>(a|b|...)$ with useRegex."""
@@ -521,11 +890,18 @@ def main() -> int:
         write_keda(rendered)
     check_kubernetes_schemas(rendered, report)
     check_pods(rendered, report)
+    check_leader(rendered, report)
+    check_values_schema(report)
+    check_broker_host(report)
+    check_scaled_replicas(rendered, report)
+    check_broker_replicas(rendered, report)
+    check_scraping(rendered, report)
     check_keda(rendered, topology, report)
     check_keda_dir(rendered, report)
     check_dashboards(rendered, report)
     check_yamllint(report)
     check_terraform(report)
+    check_terraform_gpu_pool(report)
     check_checkov(out, report)
     check_simulation(out, rendered, report)
     if report.failed:

@@ -76,12 +76,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "^%s(%s)$" $prefix (include "zkfleet.poolRounds" . | replace "," "|") -}}
 {{- end -}}
 
+{{/* Host of the broker as every component reaches it, KEDA included. KEDA's operator resolves
+     the trigger's host from its own namespace, where a bare service name means nothing: the
+     chart's broker, and a bare broker.host, are qualified as <service>.<namespace>.svc. */}}
 {{- define "zkfleet.brokerHost" -}}
 {{- if .Values.rabbitmq.enabled -}}
-{{- printf "%s-rabbitmq" (include "zkfleet.fullname" .) -}}
+{{- printf "%s-rabbitmq.%s.svc" (include "zkfleet.fullname" .) .Release.Namespace -}}
 {{- else -}}
-{{- required "broker.host is required when rabbitmq.enabled is false" .Values.broker.host -}}
+{{- $host := required "broker.host is required when rabbitmq.enabled is false" .Values.broker.host -}}
+{{- if contains "." $host -}}
+{{- $host -}}
+{{- else -}}
+{{- printf "%s.%s.svc" $host .Release.Namespace -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "zkfleet.leaderName" -}}
+{{- printf "%s-leader" (include "zkfleet.fullname" .) -}}
+{{- end -}}
+
+{{/* Secret that holds the leader's API token, and its key. */}}
+{{- define "zkfleet.apiTokenSecret" -}}
+{{- default (printf "%s-api-token" (include "zkfleet.leaderName" .)) .Values.leader.apiToken.existingSecret -}}
 {{- end -}}
 
 {{/* Secret with the broker's `username` and `password`. */}}
