@@ -1,5 +1,6 @@
 //! The zkfleet leader: generates batches (`synth`), proves them on a fleet (`prove`), checks
-//! proofs (`verify`) and operates a broker fleet (`status`, `cancel`, `resume`, `dead`, `purge`).
+//! proofs (`verify`), serves proving as an HTTP API on a broker fleet (`serve`) and operates a
+//! broker fleet (`status`, `cancel`, `resume`, `dead`, `purge`).
 //! The binary parses the command line and calls [`run`].
 
 pub mod broker_fleet;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod ops;
 pub mod progress;
 pub mod prove;
+pub mod serve;
 pub mod synth;
 pub mod verify;
 
@@ -68,6 +70,8 @@ pub enum Command {
     Prove(ProveArgs),
     /// Verify a proof file and print its public values as JSON.
     Verify(VerifyArgs),
+    /// Serve proving on the broker fleet as an HTTP API (POST /v1/jobs) until SIGTERM or ctrl-C.
+    Serve(ServeArgs),
     /// Show the fleet's queues and the progress of every job on it.
     Status(StatusArgs),
     /// Cancel jobs: nothing more of them is proven, their queued tasks are dropped.
@@ -228,6 +232,46 @@ pub struct ProveArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address the API, /livez, /readyz and /metrics listen on.
+    #[arg(long, env = "ZKFLEET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// File holding the bearer token every /v1 request must carry (or set ZKFLEET_API_TOKEN).
+    /// Without a token the service listens on loopback only.
+    #[arg(long, env = "ZKFLEET_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Largest witness accepted, in MiB; a larger request body is refused with 413.
+    #[arg(long, env = "ZKFLEET_MAX_WITNESS_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_witness_mib: u64,
+    /// Keep the jobs' intermediate artifacts in the store after success.
+    #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
+    pub keep_artifacts: bool,
+    #[command(flatten)]
+    pub params: ParamsArgs,
+}
+
+impl ServeArgs {
+    /// The bearer token: from the file when given, else from `ZKFLEET_API_TOKEN`.
+    fn token(&self) -> Result<Option<String>, Exit> {
+        let token = match &self.api_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Exit::Usage(format!("--api-token-file {}: {e}", path.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("ZKFLEET_API_TOKEN").ok(),
+        };
+        match token {
+            Some(t) if t.is_empty() => Err(Exit::Usage("the API token is empty".into())),
+            t => Ok(t),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The proof file (one proof, or the array `prove` writes for several batches).
     #[arg(long, env = "ZKFLEET_PROOF")]
@@ -311,6 +355,27 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 .await
                 .expect("verification does not panic")
         }
+        Command::Serve(a) => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            });
+            serve::serve(
+                serve::ServeOptions {
+                    listen: a.listen,
+                    token: a.token()?,
+                    store: a.fleet.store().await?,
+                    uri: a.fleet.amqp_uri,
+                    params: a.params.params(),
+                    max_witness_bytes: a.max_witness_mib << 20,
+                    keep_artifacts: a.keep_artifacts,
+                },
+                shutdown,
+            )
+            .await
+        }
         Command::Status(a) => ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store().await?).await,
         Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
@@ -357,4 +422,18 @@ async fn serve_metrics(addr: Option<SocketAddr>) -> Result<Option<MetricsServer>
         .map_err(|e| Exit::Usage(format!("--metrics-addr {addr}: {e}")))?;
     metrics::describe();
     Ok(Some(MetricsServer(token)))
+}
+
+/// SIGTERM (how Kubernetes stops a pod) or ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

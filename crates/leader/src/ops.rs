@@ -87,15 +87,32 @@ pub struct ResumeOptions {
 
 /// Finishes jobs whose leader is gone: what is in the store is done, the rest is published again.
 pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
-    let mut journals: Vec<Journal> = Vec::with_capacity(opts.jobs.len());
-    for job in &opts.jobs {
-        journals.push(journal::read(&opts.store, job).await?);
+    let (connection, journals, done) = prepare_resume(&opts.uri, &opts.store, &opts.jobs).await?;
+    let drive_opts = DriveOptions {
+        workers: 0,
+        stats: opts.stats.clone(),
+        keep_artifacts: opts.keep_artifacts,
+        circuit_cache: None,
+        interrupt: crate::prove::interrupt_on_ctrl_c(),
+        progress: true,
+    };
+    let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;
+    let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
+    finish(outcome, &drive_opts, &opts.store, &jobs, opts.output.as_deref()).await
+}
+
+/// What resuming jobs starts from: a broker connection, their journals (in batch order) and the
+/// ids of the tasks whose outputs are in the store.
+pub async fn prepare_resume(uri: &str, store: &Store, jobs: &[String]) -> Result<(lapin::Connection, Vec<Journal>, HashSet<String>), Exit> {
+    let mut journals: Vec<Journal> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        journals.push(journal::read(store, job).await?);
     }
     journals.sort_by_key(|j| j.shape.batch);
     for j in &journals {
         if let (Some(before), Some(key)) = (&j.after, &j.shape.previous_final_key) {
             let together = journals.iter().any(|k| &k.job == before);
-            if !together && !opts.store.exists(key).await.map_err(store_err)? {
+            if !together && !store.exists(key).await.map_err(store_err)? {
                 return Err(Exit::Usage(format!(
                     "job {} needs the final proof of job {before}: resume them together",
                     j.job
@@ -103,7 +120,7 @@ pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
             }
         }
     }
-    let connection = broker_fleet::connect(&opts.uri).await?;
+    let connection = broker_fleet::connect(uri).await?;
     // Old results, dead letters and cancellations on the results queues describe the past: the
     // store says what is done. Purge first, then look at the store, so no result is lost between.
     {
@@ -115,20 +132,16 @@ pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
     }
     let mut done = HashSet::new();
     for j in &journals {
-        opts.store.delete(&cancel_marker(&j.job)).await.map_err(store_err)?;
+        store.delete(&cancel_marker(&j.job)).await.map_err(store_err)?;
         let planned = plan(&j.shape).map_err(|e| Exit::Other(format!("job {}: {e}", j.job)))?;
         for t in &planned.tasks {
-            if outputs_exist(&opts.store, &t.task).await? {
+            if outputs_exist(store, &t.task).await? {
                 done.insert(t.task.id());
             }
         }
     }
-    tracing::info!(jobs = %opts.jobs.join(" "), tasks_done = done.len(), "resuming");
-    let drive_opts =
-        DriveOptions { workers: 0, stats: opts.stats.clone(), keep_artifacts: opts.keep_artifacts, circuit_cache: None };
-    let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;
-    let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
-    finish(outcome, &drive_opts, &opts.store, &jobs, opts.output.as_deref()).await
+    tracing::info!(jobs = %jobs.join(" "), tasks_done = done.len(), "resuming");
+    Ok((connection, journals, done))
 }
 
 async fn outputs_exist(store: &Store, task: &Task) -> Result<bool, Exit> {

@@ -19,13 +19,24 @@ pub struct Progress {
     started: Instant,
     jobs: BTreeMap<String, JobProgress>,
     bar: Option<ProgressBar>,
+    /// Lines on stderr (when there is no bar).
+    lines: bool,
 }
 
 impl Progress {
     /// `jobs`: (job id, batch number, transaction count) of every job to follow.
     pub fn new(jobs: &[(String, u64, u64)]) -> Self {
+        Self::build(jobs, true)
+    }
+
+    /// Follows the jobs without printing anything.
+    pub fn silent(jobs: &[(String, u64, u64)]) -> Self {
+        Self::build(jobs, false)
+    }
+
+    fn build(jobs: &[(String, u64, u64)], print: bool) -> Self {
         let total: u64 = jobs.iter().map(|j| j.2).sum();
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = (print && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} txs {elapsed}")
@@ -41,7 +52,7 @@ impl Progress {
                 (id.clone(), JobProgress { batch: *batch, total_txs: *txs, txs_proved: 0, finished: false })
             })
             .collect();
-        Self { started: Instant::now(), jobs, bar }
+        Self { started: Instant::now(), jobs, bar, lines: print }
     }
 
     fn line(&self, job: &JobProgress) -> String {
@@ -63,7 +74,7 @@ impl Progress {
                 job.txs_proved += n;
                 if let Some(bar) = &self.bar {
                     bar.inc(n);
-                } else {
+                } else if self.lines {
                     let job = &self.jobs[&task.job];
                     eprintln!("{}", self.line(job));
                 }
@@ -73,7 +84,8 @@ impl Progress {
                 let msg = format!("proved batch={} txs={} elapsed={elapsed}s", job.batch, job.total_txs);
                 match &self.bar {
                     Some(bar) => bar.println(msg),
-                    None => eprintln!("{msg}"),
+                    None if self.lines => eprintln!("{msg}"),
+                    None => {}
                 }
             }
             _ => {
@@ -86,7 +98,7 @@ impl Progress {
 
     /// A periodic line while rounds without transaction counts (aggregation) run.
     pub fn heartbeat(&self) {
-        if self.bar.is_some() {
+        if self.bar.is_some() || !self.lines {
             return;
         }
         for job in self.jobs.values().filter(|j| !j.finished) {

@@ -12,12 +12,13 @@ use std::time::Instant;
 use common::plan::{plan, JobShape, Plan};
 use common::store::{digest, CircuitCacheArgs, StoreArgs};
 use common::Store;
-use prover::batch::parse_batches;
+use prover::batch::{parse_batches, Batch};
 use prover::execute::{execute, ExecutedBatch};
 use prover::fleet::{encode_params, ReferenceBackend, META_BATCH_NUMBER, META_CHAIN_ID};
 use prover::proof_file::{hash_hex, ProofFile, PublicValues};
 use prover::{Params, StoreCache};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::coordinator::{run_jobs, JobFailure, TaskTiming};
 use crate::fleet::start_embedded;
@@ -99,14 +100,35 @@ fn check_continues(link: &Link, next: &ExecutedBatch) -> Result<(), Exit> {
     Ok(())
 }
 
-fn job_id(batch: u64) -> String {
+pub fn job_id(batch: u64) -> String {
     format!("b{batch}-{:08x}", rand::random::<u32>())
+}
+
+/// Parses the witness and executes every batch, each continuing the one before it (the first
+/// continuing `previous` when given): every error in the input surfaces here, before anything is
+/// stored or published. `prove` and the service both start with it.
+pub fn check(text: &str, previous: Option<&ProofFile>, params: &Params) -> Result<(Vec<Batch>, Vec<ExecutedBatch>), Exit> {
+    let batches = parse_batches(text).map_err(|e| Exit::Invalid(e.to_string()))?;
+    let mut link = previous.map(|p| Link {
+        chain_id: p.public_values.chain_id,
+        batch_number: p.public_values.batch_number,
+        post_root: p.public_values.post_state_root.clone(),
+    });
+    let mut executed = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        let out = execute(batch, params).map_err(|e| Exit::Invalid(e.to_string()))?;
+        if let Some(link) = &link {
+            check_continues(link, &out)?;
+        }
+        link = Some(Link { chain_id: out.chain_id, batch_number: out.batch_number, post_root: hash_hex(out.post_root) });
+        executed.push(out);
+    }
+    Ok((batches, executed))
 }
 
 pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
     opts.params.validate().map_err(Exit::Usage)?;
     let text = read_input(opts.input.as_deref(), opts.max_witness_bytes)?;
-    let batches = parse_batches(&text).map_err(|e| Exit::Invalid(e.to_string()))?;
 
     let previous = match &opts.previous_proof {
         Some(path) => {
@@ -124,22 +146,8 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         }
         None => None,
     };
-
     // Execute everything up front: all errors surface before any work is dispatched.
-    let mut link = previous.as_ref().map(|p| Link {
-        chain_id: p.public_values.chain_id,
-        batch_number: p.public_values.batch_number,
-        post_root: p.public_values.post_state_root.clone(),
-    });
-    let mut executed = Vec::with_capacity(batches.len());
-    for batch in &batches {
-        let out = execute(batch, &opts.params).map_err(|e| Exit::Invalid(e.to_string()))?;
-        if let Some(link) = &link {
-            check_continues(link, &out)?;
-        }
-        link = Some(Link { chain_id: out.chain_id, batch_number: out.batch_number, post_root: hash_hex(out.post_root) });
-        executed.push(out);
-    }
+    let (batches, executed) = check(&text, previous.as_ref(), &opts.params)?;
 
     let store = crate::open_store(&opts.store).await?;
     // Only the embedded fleet proves in this process, so only it needs the circuits.
@@ -153,7 +161,7 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         None => None,
     };
     let jobs: Vec<String> = batches.iter().map(|b| job_id(b.batch_number)).collect();
-    let journals = match stage(&opts, &store, &jobs, &batches, &executed, previous.as_ref()).await {
+    let journals = match stage(&opts.params, &store, &jobs, &batches, &executed, previous.as_ref()).await {
         Ok(journals) => journals,
         Err(e) => {
             remove_artifacts(&store, &jobs).await;
@@ -168,6 +176,8 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         stats: opts.stats.clone(),
         keep_artifacts: opts.keep_artifacts,
         circuit_cache,
+        interrupt: interrupt_on_ctrl_c(),
+        progress: true,
     };
     finish(drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await, &drive_opts, &store, &jobs, opts.output.as_deref()).await
 }
@@ -181,12 +191,19 @@ pub async fn finish(
     jobs: &[String],
     output: Option<&Path>,
 ) -> Result<(), Exit> {
+    let bytes = settle(outcome, opts, store, jobs).await?;
+    write_output(output, &bytes)
+}
+
+/// Leaves the store and the broker as the outcome calls for and returns the proof file, or the
+/// failure explained in one line.
+pub async fn settle(outcome: Result<Vec<u8>, Ended>, opts: &DriveOptions, store: &Store, jobs: &[String]) -> Result<Vec<u8>, Exit> {
     match outcome {
         Ok(bytes) => {
             if !opts.keep_artifacts {
                 remove_artifacts(store, jobs).await;
             }
-            write_output(output, &bytes)
+            Ok(bytes)
         }
         Err(Ended::Embedded(exit)) | Err(Ended::Early(exit)) => {
             remove_artifacts(store, jobs).await;
@@ -211,6 +228,18 @@ pub async fn finish(
     }
 }
 
+/// A token cancelled by the first ctrl-C: the command-line runs stop and cancel their jobs.
+pub fn interrupt_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    token
+}
+
 async fn remove_artifacts(store: &Store, jobs: &[String]) {
     for job in jobs {
         let _ = store.delete_prefix(&format!("jobs/{job}")).await;
@@ -218,8 +247,8 @@ async fn remove_artifacts(store: &Store, jobs: &[String]) {
 }
 
 /// Stores each job's input, the previous proof and the journal.
-async fn stage(
-    opts: &ProveOptions,
+pub async fn stage(
+    params: &Params,
     store: &Store,
     jobs: &[String],
     batches: &[prover::batch::Batch],
@@ -227,7 +256,7 @@ async fn stage(
     previous: Option<&ProofFile>,
 ) -> Result<Vec<Journal>, Exit> {
     let store_err = |e: common::store::StoreError| Exit::Other(format!("store: {e}"));
-    let params_bytes = encode_params(&opts.params);
+    let params_bytes = encode_params(params);
     let mut journals: Vec<Journal> = Vec::with_capacity(batches.len());
     for (i, (batch, out)) in batches.iter().zip(executed).enumerate() {
         let job = &jobs[i];
@@ -251,9 +280,9 @@ async fn stage(
             job: job.clone(),
             batch: batch.batch_number,
             tx_count: out.tx_count,
-            chunk_size: opts.params.chunk_size as u64,
-            arity: opts.params.arity,
-            levels: opts.params.levels,
+            chunk_size: params.chunk_size as u64,
+            arity: params.arity,
+            levels: params.levels,
             input_key,
             previous_final_key,
             params: params_bytes.clone(),
@@ -283,6 +312,10 @@ pub struct DriveOptions {
     pub keep_artifacts: bool,
     /// Where the embedded fleet keeps its circuits.
     pub circuit_cache: Option<Store>,
+    /// Cancelled: the run stops and ends as [`Ended::Interrupted`] (ctrl-C on the command line).
+    pub interrupt: CancellationToken,
+    /// Progress lines (or a bar) on stderr; the service logs its jobs instead.
+    pub progress: bool,
 }
 
 /// How a run that produced no proof ended.
@@ -293,7 +326,7 @@ pub enum Ended {
     Embedded(Exit),
     /// The broker fleet failed the job.
     Failed { uri: String, exit: Exit },
-    /// Ctrl-C while the broker fleet proved.
+    /// Interrupted (ctrl-C) while the broker fleet proved.
     Interrupted { uri: String },
 }
 
@@ -318,7 +351,7 @@ pub async fn drive(
     let started = Instant::now();
     let progress_jobs: Vec<_> =
         journals.iter().map(|j| (j.job.clone(), j.shape.batch, j.shape.tx_count)).collect();
-    let mut progress = Progress::new(&progress_jobs);
+    let mut progress = if opts.progress { Progress::new(&progress_jobs) } else { Progress::silent(&progress_jobs) };
     // Digests of the artifacts referenced so far: what the leader staged, then what results report.
     let mut digests: HashMap<String, String> =
         journals.iter().flat_map(|j| j.staged.iter().map(|(k, d)| (k.clone(), d.clone()))).collect();
@@ -345,7 +378,7 @@ pub async fn drive(
     };
     let outcome = tokio::select! {
         outcome = run_jobs(&mut fleet, &plans, &after, done, &mut digests, &mut progress, uri.as_ref().map(|_| store)) => outcome,
-        _ = tokio::signal::ctrl_c() => {
+        _ = opts.interrupt.cancelled() => {
             progress.finish();
             fleet.stop().await;
             return Err(match &uri {

@@ -52,7 +52,7 @@ pub async fn serve_metrics(addr: SocketAddr, shutdown: CancellationToken) -> std
 
 /// A router with `/metrics`; installs the recorder and describes the store's and the worker's
 /// metrics (the embedded fleet runs worker code in the leader).
-fn metrics_router(shutdown: &CancellationToken) -> Router {
+pub fn metrics_router(shutdown: &CancellationToken) -> Router {
     let handle = common::metrics::install();
     crate::metrics::describe();
     let (upkeep, stop) = (handle.clone(), shutdown.clone());
