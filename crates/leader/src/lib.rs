@@ -7,6 +7,7 @@ pub mod broker_fleet;
 pub mod coordinator;
 pub mod fleet;
 pub mod job_status;
+pub mod jobs_page;
 pub mod journal;
 pub mod metrics;
 pub mod ops;
@@ -248,6 +249,9 @@ pub struct ServeArgs {
     /// Keep the jobs' intermediate artifacts in the store after success.
     #[arg(long, env = "ZKFLEET_KEEP_ARTIFACTS")]
     pub keep_artifacts: bool,
+    /// RabbitMQ management UI the jobs page links to (default: http://<broker host>:15672).
+    #[arg(long, env = "ZKFLEET_MANAGEMENT_URL")]
+    pub management_url: Option<String>,
     #[command(flatten)]
     pub params: ParamsArgs,
 }
@@ -371,6 +375,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                     params: a.params.params(),
                     max_witness_bytes: a.max_witness_mib << 20,
                     keep_artifacts: a.keep_artifacts,
+                    management_url: a.management_url,
                 },
                 shutdown,
             )

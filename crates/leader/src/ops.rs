@@ -243,6 +243,11 @@ impl Management {
         Ok(Self { base, vhost: parsed.vhost, authorization: format!("Basic {token}") })
     }
 
+    /// The management UI's and API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, Exit> {
         let url = format!("{}{path}", self.base);
         let fail = |e: ureq::Error| Exit::Other(format!("management api at {}: {e}", self.base));

@@ -59,6 +59,8 @@ pub struct ServeOptions {
     pub params: Params,
     pub max_witness_bytes: u64,
     pub keep_artifacts: bool,
+    /// The RabbitMQ management UI the jobs page links to.
+    pub management_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +99,8 @@ struct Service {
     token: Option<String>,
     keep_artifacts: bool,
     max_witness_bytes: u64,
+    /// The RabbitMQ management UI, for the jobs page.
+    management: String,
     /// Held for `/readyz`: the service is ready while it reaches the broker.
     connection: lapin::Connection,
     submissions: Mutex<BTreeMap<String, Submission>>,
@@ -115,6 +119,7 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
             opts.listen
         )));
     }
+    let management = crate::ops::Management::new(&opts.uri, opts.management_url.as_deref())?.base().to_string();
     let connection = crate::broker_fleet::connect(&opts.uri).await?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -129,6 +134,7 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
         token: opts.token,
         keep_artifacts: opts.keep_artifacts,
         max_witness_bytes: opts.max_witness_bytes,
+        management,
         connection,
         submissions: Mutex::new(submissions.iter().map(|s| (s.id.clone(), s.clone())).collect()),
         admitting: tokio::sync::Mutex::new(()),
@@ -168,6 +174,7 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
                 }
             }),
         )
+        .route("/", get(page).with_state(service.clone()))
         .merge(api);
     crate::metrics::describe();
     tracing::info!(addr = %local, store = %service.store.location(), broker = %common::broker::redact(&service.uri), "serving the prover API on /v1/jobs");
@@ -450,13 +457,24 @@ async fn view(service: &Service, s: &Submission) -> serde_json::Value {
     })
 }
 
-async fn list(State(service): State<Arc<Service>>) -> Json<serde_json::Value> {
-    let subs: Vec<Submission> = service.submissions.lock().unwrap().values().cloned().collect();
+/// Every submission's view, newest first.
+async fn views(service: &Service) -> Vec<serde_json::Value> {
+    let mut subs: Vec<Submission> = service.submissions.lock().unwrap().values().cloned().collect();
+    subs.sort_by_key(|s| std::cmp::Reverse(s.submitted_ms));
     let mut out = Vec::with_capacity(subs.len());
-    for s in subs.iter().rev() {
-        out.push(view(&service, s).await);
+    for s in &subs {
+        out.push(view(service, s).await);
     }
-    Json(json!({ "jobs": out }))
+    out
+}
+
+async fn list(State(service): State<Arc<Service>>) -> Json<serde_json::Value> {
+    Json(json!({ "jobs": views(&service).await }))
+}
+
+/// The jobs page: what `GET /v1/jobs` shows, without the token (proofs and actions need it).
+async fn page(State(service): State<Arc<Service>>) -> axum::response::Html<String> {
+    axum::response::Html(crate::jobs_page::render(&views(&service).await, &service.management))
 }
 
 async fn show(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {

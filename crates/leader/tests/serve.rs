@@ -130,6 +130,38 @@ fn chain(fleet: &Fleet, chain: u64, batches: usize, seed: u64) -> Vec<Vec<u8>> {
     }
 }
 
+/// Headless Chromium, as the tests run it: no sandbox (root), no background traffic.
+fn chromium(fleet: &Fleet, args: &[&str]) -> std::process::Output {
+    let profile = fleet.path("chromium-profile");
+    std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (scripts/start-services installs it)")
+}
+
+/// The jobs page as Chromium renders it, once it shows `job` running with its rounds; a
+/// screenshot of it is kept in the test's target directory.
+fn jobs_page_showing(fleet: &Fleet, service: &Service, job: &str) -> String {
+    let url = format!("{}/", service.base);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = chromium(fleet, &["--dump-dom", &url]);
+        let dom = String::from_utf8_lossy(&out.stdout).to_string();
+        let row = dom.lines().find(|l| l.contains(&format!("data-job=\"{job}\""))).unwrap_or_default().to_string();
+        if row.contains(">running<") && row.contains("data-round=\"basic\"") {
+            let shot = concat!(env!("CARGO_TARGET_TMPDIR"), "/serve-jobs-page.png");
+            let out = chromium(fleet, &["--window-size=1280,600", &format!("--screenshot={shot}"), &url]);
+            assert!(out.status.success() && Path::new(shot).exists(), "screenshot: {}", String::from_utf8_lossy(&out.stderr));
+            return dom;
+        }
+        assert!(Instant::now() < deadline, "the page never showed {job} running with its rounds:\n{dom}\n{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::park_timeout(Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn jobs_submitted_over_http_are_proved_and_chains_are_linked() {
     let fleet = Fleet::new();
@@ -146,6 +178,11 @@ fn jobs_submitted_over_http_are_proved_and_chains_are_linked() {
     let early = service.call("POST", "/v1/jobs", Some(TOKEN), Some(&a[1]));
     assert_eq!(early.status, 409);
     assert!(early.json()["error"].as_str().unwrap().contains("submit batch 2 once it is done"), "{}", early.json());
+
+    // The jobs page, in a real browser, shows the running job with its rounds.
+    let page = jobs_page_showing(&fleet, &service, &a1);
+    assert!(page.contains(&b1), "{page}");
+    assert!(page.contains("RabbitMQ management"), "{page}");
 
     for (id, chain_id) in [(&a1, 1), (&b1, 2)] {
         let view = service.wait_done(id, Duration::from_secs(400), &[&w1, &w2]);
