@@ -4,7 +4,7 @@
 //! prove` checks it; once accepted its batches are staged as jobs and driven on the fleet in the
 //! background, and the client follows it by id. The service keeps its own records in the store:
 //!
-//! - `service/index.json`: the ids of every submission, oldest first;
+//! - `service/index.json`: the ids of every submission;
 //! - `service/jobs/<id>.json`: one submission ([`Submission`]): its fleet jobs, state, error;
 //! - `service/proofs/<id>.json`: the proof file of a done submission, as `prove` writes it.
 //!
@@ -243,20 +243,23 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
         return Err(too_large());
     }
     let body = axum::body::to_bytes(body, limit.min(usize::MAX as u64) as usize).await.map_err(|_| too_large())?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError(StatusCode::BAD_REQUEST, format!("the witness is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))
+    let text = String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError(StatusCode::BAD_REQUEST, format!("the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
     })?;
+    let text = Arc::new(text);
     let _admitting = service.admitting.lock().await;
     let invalid = |e: Exit| match e {
         Exit::Invalid(m) | Exit::Usage(m) => ApiError(StatusCode::BAD_REQUEST, m),
         Exit::Other(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
     };
     // Checked once alone to learn where it starts, then against the batch it continues.
-    let (batches, executed) = prove::check(text, None, &service.params).map_err(invalid)?;
+    let (batches, executed) = check(&text, None, service.params).await.map_err(invalid)?;
     let (chain_id, first_batch) = (executed[0].chain_id, executed[0].batch_number);
     let previous = chain_link(&service, chain_id, first_batch).await?;
     let (batches, executed) = match &previous {
-        Some(p) => prove::check(text, Some(p), &service.params).map_err(|e| ApiError(StatusCode::CONFLICT, e.message().to_string()))?,
+        Some(p) => check(&text, Some(p.clone()), service.params)
+            .await
+            .map_err(|e| ApiError(StatusCode::CONFLICT, e.message().to_string()))?,
         None => (batches, executed),
     };
 
@@ -302,6 +305,18 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
     });
     let url = format!("/v1/jobs/{id}");
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, url.clone())], Json(json!({ "id": id, "url": url, "jobs": jobs }))).into_response())
+}
+
+/// [`prove::check`] off the async threads: executing a large batch takes a while.
+async fn check(
+    text: &Arc<String>,
+    previous: Option<ProofFile>,
+    params: Params,
+) -> Result<(Vec<prover::batch::Batch>, Vec<prover::execute::ExecutedBatch>), Exit> {
+    let text = text.clone();
+    tokio::task::spawn_blocking(move || prove::check(&text, previous.as_ref(), &params))
+        .await
+        .map_err(|e| Exit::Other(format!("checking the witness: {e}")))?
 }
 
 /// The proof a submission starting at `batch` of `chain` continues from, if the service has
