@@ -1,15 +1,24 @@
 """The HTTP side of scripts/bench-serve: times acceptance, and jobs proved with and without a
 client polling their status. Arguments: the service URL, the directory holding batch-N.json
-(chains 1 to 5), the transaction count."""
+(chains 1 to 5), the transaction count, the service's pid (for its CPU time)."""
 
 import json
+import os
 import statistics
 import sys
 import threading
 import time
 import urllib.request
 
-base, folder, txs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+base, folder, txs, service_pid = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def service_cpu():
+    """CPU seconds the service process has used (user and system)."""
+    with open(f"/proc/{service_pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def call(method, path, body=None):
@@ -48,6 +57,7 @@ print(f"POST to 202: median {statistics.median(times) * 1000:.0f} ms, min {min(t
 def prove(chain, poll_rate):
     job, _ = accept(chain)
     started = time.perf_counter()
+    cpu_before, client_before = service_cpu(), time.process_time()
     stop = threading.Event()
     polls = [0]
 
@@ -73,16 +83,23 @@ def prove(chain, poll_rate):
     if poller:
         poller.join()
     assert state == "done", state
-    return wall, polls[0]
+    return wall, polls[0], service_cpu() - cpu_before, time.process_time() - client_before
 
 
 print(f"== {txs} transactions proved end to end, alone and polled 50 times a second")
 runs = {"alone": [], "polled": []}
+cpu = {"alone": [], "polled": []}
 for chain, mode in [(1, "alone"), (2, "polled"), (3, "polled"), (4, "alone")]:
-    wall, polls = prove(chain, 50 if mode == "polled" else 0)
+    wall, polls, service, client = prove(chain, 50 if mode == "polled" else 0)
     runs[mode].append(wall)
-    extra = f", {polls} status requests ({polls / wall:.0f}/s)" if polls else ""
-    print(f"chain {chain} {mode:6}: {wall:.1f} s{extra}")
+    cpu[mode].append((service, wall, polls))
+    extra = f", {polls} status requests ({polls / wall:.0f}/s), client CPU {client:.2f} s" if polls else ""
+    print(f"chain {chain} {mode:6}: {wall:.1f} s, service CPU {service:.2f} s{extra}")
 alone, polled = statistics.mean(runs["alone"]), statistics.mean(runs["polled"])
 spread = max(runs["alone"] + runs["polled"]) - min(runs["alone"] + runs["polled"])
 print(f"mean alone {alone:.1f} s, polled {polled:.1f} s: {100 * (polled / alone - 1):+.1f}% (spread of all runs {spread:.1f} s)")
+# What the polling costs the service itself, as a share of the job's wall time on one core: the
+# client runs on the same machine here and takes CPU of its own, which a remote client would not.
+extra = statistics.mean(c[0] for c in cpu["polled"]) - statistics.mean(c[0] for c in cpu["alone"])
+requests = statistics.mean(c[2] for c in cpu["polled"])
+print(f"service CPU for polling: {extra:.2f} s per job, {1e6 * extra / requests:.0f} us per status request, {100 * extra / polled:.2f}% of the job's wall time on one core")

@@ -17,7 +17,7 @@
 //! the service has not seen starts it. A gap, a batch already proved, or the next batch while the
 //! one before it is still being proved is `409`, naming the batch expected.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -104,6 +104,10 @@ struct Service {
     /// Held for `/readyz`: the service is ready while it reaches the broker.
     connection: lapin::Connection,
     submissions: Mutex<BTreeMap<String, Submission>>,
+    /// Running submissions' progress as last read from the store, and when: the jobs rewrite
+    /// their records every [`job_status::RECORD_INTERVAL`] at most, so status requests in between
+    /// are answered from here.
+    progress: Mutex<HashMap<String, (std::time::Instant, Progress)>>,
     /// One submission is checked and staged at a time, so that two cannot claim the same place
     /// in a chain.
     admitting: tokio::sync::Mutex<()>,
@@ -138,6 +142,7 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
         connection,
         submissions: Mutex::new(submissions.iter().map(|s| (s.id.clone(), s.clone())).collect()),
         admitting: tokio::sync::Mutex::new(()),
+        progress: Mutex::new(HashMap::new()),
     });
     for s in submissions.into_iter().filter(|s| s.state == JobState::Running) {
         tracing::info!(id = %s.id, jobs = %s.jobs.join(" "), "resuming a submission left running");
@@ -379,9 +384,12 @@ struct Ended {
     rounds: Option<BTreeMap<String, job_status::RoundRecord>>,
 }
 
+/// Per-round progress, and the time left in milliseconds.
+type Progress = (BTreeMap<String, job_status::RoundRecord>, Option<u64>);
+
 /// Per-round progress summed over `jobs` (the numbers `leader status` shows), and with
 /// `estimate`, the time left of the slowest, in milliseconds.
-async fn progress(store: &Store, jobs: &[String], estimate: bool) -> (BTreeMap<String, job_status::RoundRecord>, Option<u64>) {
+async fn progress(store: &Store, jobs: &[String], estimate: bool) -> Progress {
     let mut rounds: BTreeMap<String, job_status::RoundRecord> = BTreeMap::new();
     let mut left_ms: Option<u64> = None;
     for job in jobs {
@@ -436,6 +444,7 @@ async fn conclude(service: &Service, id: &str, ended: Ended) {
         tracing::warn!(id = %id, error = %e, "recording a finished submission");
     }
     service.submissions.lock().unwrap().insert(id.to_string(), submission);
+    service.progress.lock().unwrap().remove(id);
 }
 
 async fn record(service: &Service, submission: &Submission) -> Result<(), common::store::StoreError> {
@@ -452,7 +461,18 @@ fn find(service: &Service, id: &str) -> Result<Submission, ApiError> {
 async fn view(service: &Service, s: &Submission) -> serde_json::Value {
     let (rounds, left_ms) = match &s.rounds {
         Some(rounds) => (rounds.clone(), None),
-        None => progress(&service.store, &s.jobs, s.state == JobState::Running).await,
+        None => {
+            let fresh = |at: &std::time::Instant| at.elapsed() < job_status::RECORD_INTERVAL / 2;
+            let cached = service.progress.lock().unwrap().get(&s.id).filter(|(at, _)| fresh(at)).map(|(_, p)| p.clone());
+            match cached {
+                Some(p) => p,
+                None => {
+                    let p = progress(&service.store, &s.jobs, s.state == JobState::Running).await;
+                    service.progress.lock().unwrap().insert(s.id.clone(), (std::time::Instant::now(), p.clone()));
+                    p
+                }
+            }
+        }
     };
     let url = format!("/v1/jobs/{}", s.id);
     json!({
