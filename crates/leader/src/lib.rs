@@ -252,6 +252,9 @@ pub struct ServeArgs {
     /// RabbitMQ management UI the jobs page links to (default: http://<broker host>:15672).
     #[arg(long, env = "ZKFLEET_MANAGEMENT_URL")]
     pub management_url: Option<String>,
+    /// Hours a finished job's record and proof are kept (and served) after it ends.
+    #[arg(long, env = "ZKFLEET_PROOF_RETENTION_HOURS", default_value_t = 720)]
+    pub proof_retention_hours: u64,
     #[command(flatten)]
     pub params: ParamsArgs,
 }
@@ -376,6 +379,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                     max_witness_bytes: a.max_witness_mib << 20,
                     keep_artifacts: a.keep_artifacts,
                     management_url: a.management_url,
+                    retention: std::time::Duration::from_secs(a.proof_retention_hours.saturating_mul(3600)),
                 },
                 shutdown,
             )

@@ -10,7 +10,8 @@
 //!
 //! The id of a submission is the fleet job id of its first batch, so `leader status`, `cancel` and
 //! `resume` name the same jobs. A restarted service reads the index, resumes every submission
-//! still running (as `leader resume` would) and serves the proofs of the finished ones.
+//! still running (as `leader resume` would) and serves the proofs of the finished ones until
+//! their retention (`--proof-retention-hours`) ends.
 //!
 //! Chains: the service remembers, per chain id, the last batch it proved. A submission whose first
 //! batch is the next one is proved on top of that batch's proof; a submission that starts a chain
@@ -61,6 +62,8 @@ pub struct ServeOptions {
     pub keep_artifacts: bool,
     /// The RabbitMQ management UI the jobs page links to.
     pub management_url: Option<String>,
+    /// How long a finished job (its record and proof) is kept after it ends.
+    pub retention: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +102,7 @@ struct Service {
     token: Option<String>,
     keep_artifacts: bool,
     max_witness_bytes: u64,
+    retention: std::time::Duration,
     /// The RabbitMQ management UI, for the jobs page.
     management: String,
     /// Held for `/readyz`: the service is ready while it reaches the broker.
@@ -138,11 +142,25 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
         token: opts.token,
         keep_artifacts: opts.keep_artifacts,
         max_witness_bytes: opts.max_witness_bytes,
+        retention: opts.retention,
         management,
         connection,
         submissions: Mutex::new(submissions.iter().map(|s| (s.id.clone(), s.clone())).collect()),
         admitting: tokio::sync::Mutex::new(()),
         progress: Mutex::new(HashMap::new()),
+    });
+    // Retention: at start, then every hour (or sooner for a retention under an hour).
+    expire(&service).await;
+    let (sweeper, stop) = (service.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let period = opts.retention.clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(3600));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => expire(&sweeper).await,
+            }
+        }
     });
     for s in submissions.into_iter().filter(|s| s.state == JobState::Running) {
         tracing::info!(id = %s.id, jobs = %s.jobs.join(" "), "resuming a submission left running");
@@ -296,10 +314,8 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
         rounds: None,
     };
     record(&service, &submission).await.map_err(internal)?;
-    let mut ids: Vec<String> = service.submissions.lock().unwrap().keys().cloned().collect();
     service.submissions.lock().unwrap().insert(id.clone(), submission);
-    ids.push(id.clone());
-    service.store.replace(INDEX_KEY, &serde_json::to_vec(&ids).expect("ids serialize")).await.map_err(internal)?;
+    write_index(&service).await.map_err(internal)?;
     tracing::info!(id = %id, jobs = %jobs.join(" "), txs = executed.iter().map(|e| e.tx_count).sum::<u64>(), "submission accepted");
 
     let background = service.clone();
@@ -447,6 +463,41 @@ async fn conclude(service: &Service, id: &str, ended: Ended) {
     service.progress.lock().unwrap().remove(id);
 }
 
+/// Rewrites the index from the submissions in memory.
+async fn write_index(service: &Service) -> Result<(), common::store::StoreError> {
+    let ids: Vec<String> = service.submissions.lock().unwrap().keys().cloned().collect();
+    service.store.replace(INDEX_KEY, &serde_json::to_vec(&ids).expect("ids serialize")).await
+}
+
+/// Forgets the jobs that finished longer than the retention ago: their records and proofs leave
+/// the store, and the API answers `404` for them.
+async fn expire(service: &Service) {
+    let cutoff = unix_ms().saturating_sub(service.retention.as_millis() as u64);
+    let expired: Vec<String> = service
+        .submissions
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|s| s.state != JobState::Running && s.finished_ms.is_some_and(|f| f <= cutoff))
+        .map(|s| s.id.clone())
+        .collect();
+    if expired.is_empty() {
+        return;
+    }
+    for id in &expired {
+        service.submissions.lock().unwrap().remove(id);
+    }
+    if let Err(e) = write_index(service).await {
+        tracing::warn!(error = %e, "rewriting the index after expiring jobs");
+        return;
+    }
+    for id in &expired {
+        let _ = service.store.delete(&proof_key(id)).await;
+        let _ = service.store.delete(&record_key(id)).await;
+    }
+    tracing::info!(jobs = %expired.join(" "), retention_h = service.retention.as_secs() / 3600, "finished jobs past their retention removed");
+}
+
 async fn record(service: &Service, submission: &Submission) -> Result<(), common::store::StoreError> {
     let bytes = serde_json::to_vec_pretty(submission).expect("submissions serialize");
     service.store.replace(&record_key(&submission.id), &bytes).await
@@ -523,7 +574,11 @@ async fn proof(State(service): State<Arc<Service>>, Path(id): Path<String>) -> R
         let state = serde_json::to_value(s.state).expect("states serialize");
         return Err(ApiError(StatusCode::CONFLICT, format!("job {id} is {}: no proof", state.as_str().unwrap_or("?"))));
     }
-    let bytes = service.store.get(&proof_key(&id)).await.map_err(internal)?;
+    let bytes = service.store.get(&proof_key(&id)).await.map_err(|e| match e {
+        // Deleted under the service, by a lifecycle rule of the bucket shorter than its retention.
+        common::store::StoreError::NotFound(_) => ApiError(StatusCode::GONE, format!("the proof of job {id} is no longer in the store")),
+        e => internal(e),
+    })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 

@@ -1,7 +1,7 @@
 //! `leader serve` over real HTTP on loopback, with a real broker and the small circuits: jobs
 //! submitted, followed, fetched and verified; chains linked; bad requests refused with nothing
-//! queued; a cancelled job left alone by the workers; a service killed mid-job finishing it after
-//! a restart.
+//! queued; a cancelled job left alone by the workers and forgotten once past its retention; a
+//! service killed mid-job finishing it after a restart.
 
 mod support;
 
@@ -263,6 +263,14 @@ fn bad_requests_are_refused_and_a_cancelled_job_is_left_alone() {
     assert_eq!(view["state"], "cancelled", "{view}");
     assert!(!worker.stderr().iter().any(|l| l.contains("task started")), "{}", worker.stderr().join("\n"));
     assert_eq!(service.call("GET", &format!("/v1/jobs/{id}/proof"), Some(TOKEN), None).status, 409);
+
+    // Restarted with a retention of zero, the service forgets the finished job, record and all.
+    let record = fleet.store().join(format!("service/jobs/{id}.json"));
+    assert!(record.exists());
+    drop(service);
+    let service = Service::start(&fleet, &["--proof-retention-hours", "0"]);
+    assert_eq!(service.call("GET", &format!("/v1/jobs/{id}"), Some(TOKEN), None).status, 404);
+    assert!(!record.exists(), "{} removed", record.display());
 }
 
 #[test]
