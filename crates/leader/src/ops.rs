@@ -93,7 +93,7 @@ pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
         stats: opts.stats.clone(),
         keep_artifacts: opts.keep_artifacts,
         circuit_cache: None,
-        interrupt: crate::prove::interrupt_on_ctrl_c(),
+        signals: crate::prove::Signals::of_process(),
         progress: true,
     };
     let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;

@@ -176,7 +176,7 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         stats: opts.stats.clone(),
         keep_artifacts: opts.keep_artifacts,
         circuit_cache,
-        interrupt: interrupt_on_ctrl_c(),
+        signals: Signals::of_process(),
         progress: true,
     };
     finish(drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await, &drive_opts, &store, &jobs, opts.output.as_deref()).await
@@ -213,6 +213,10 @@ pub async fn settle(outcome: Result<Vec<u8>, Ended>, opts: &DriveOptions, store:
             let _ = crate::ops::purge(&uri, store, jobs).await;
             Err(Exit::Other("interrupted; the jobs were cancelled".into()))
         }
+        Err(Ended::Stopped) => Err(Exit::Other(format!(
+            "stopped (SIGTERM); nothing was cancelled and the workers go on with what is queued: `leader resume {}` finishes the jobs",
+            jobs.join(" ")
+        ))),
         Err(Ended::Failed { uri, exit }) => {
             let _ = crate::ops::cancel(&uri, store, jobs).await;
             let ids = jobs.join(" ");
@@ -228,16 +232,40 @@ pub async fn settle(outcome: Result<Vec<u8>, Ended>, opts: &DriveOptions, store:
     }
 }
 
-/// A token cancelled by the first ctrl-C: the command-line runs stop and cancel their jobs.
-pub fn interrupt_on_ctrl_c() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
+/// How the command line stops a run: ctrl-C interrupts it (the jobs are cancelled), SIGTERM (how
+/// Kubernetes stops a pod) stops it and leaves the jobs to `leader resume`.
+pub struct Signals {
+    pub interrupt: CancellationToken,
+    pub stop: CancellationToken,
+}
+
+impl Signals {
+    /// Tokens that no signal cancels (the service's jobs).
+    pub fn none() -> Self {
+        Self { interrupt: CancellationToken::new(), stop: CancellationToken::new() }
+    }
+
+    /// Tokens cancelled by the process's first ctrl-C and SIGTERM.
+    pub fn of_process() -> Self {
+        let signals = Self::none();
+        let interrupt = signals.interrupt.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.cancel();
+            }
+        });
+        #[cfg(unix)]
+        {
+            let stop = signals.stop.clone();
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler installs");
+            tokio::spawn(async move {
+                if term.recv().await.is_some() {
+                    stop.cancel();
+                }
+            });
         }
-    });
-    token
+        signals
+    }
 }
 
 async fn remove_artifacts(store: &Store, jobs: &[String]) {
@@ -312,8 +340,8 @@ pub struct DriveOptions {
     pub keep_artifacts: bool,
     /// Where the embedded fleet keeps its circuits.
     pub circuit_cache: Option<Store>,
-    /// Cancelled: the run stops and ends as [`Ended::Interrupted`] (ctrl-C on the command line).
-    pub interrupt: CancellationToken,
+    /// Ctrl-C ends the run as [`Ended::Interrupted`], SIGTERM as [`Ended::Stopped`].
+    pub signals: Signals,
     /// Progress lines (or a bar) on stderr; the service logs its jobs instead.
     pub progress: bool,
 }
@@ -326,8 +354,10 @@ pub enum Ended {
     Embedded(Exit),
     /// The broker fleet failed the job.
     Failed { uri: String, exit: Exit },
-    /// Interrupted (ctrl-C) while the broker fleet proved.
+    /// Interrupted (ctrl-C) while the broker fleet proved: the jobs are to be cancelled.
     Interrupted { uri: String },
+    /// Stopped (SIGTERM) while the broker fleet proved: the jobs stay staged for `leader resume`.
+    Stopped,
 }
 
 /// Runs journaled jobs on the embedded fleet (no connection) or the broker fleet, skipping the
@@ -378,12 +408,20 @@ pub async fn drive(
     };
     let outcome = tokio::select! {
         outcome = run_jobs(&mut fleet, &plans, &after, done, &mut digests, &mut progress, uri.as_ref().map(|_| store)) => outcome,
-        _ = opts.interrupt.cancelled() => {
+        _ = opts.signals.interrupt.cancelled() => {
             progress.finish();
             fleet.stop().await;
             return Err(match &uri {
                 Some(uri) => Ended::Interrupted { uri: uri.clone() },
                 None => Ended::Embedded(Exit::Other("interrupted".into())),
+            });
+        }
+        _ = opts.signals.stop.cancelled() => {
+            progress.finish();
+            fleet.stop().await;
+            return Err(match &uri {
+                Some(_) => Ended::Stopped,
+                None => Ended::Embedded(Exit::Other("stopped (SIGTERM)".into())),
             });
         }
     };

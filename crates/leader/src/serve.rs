@@ -385,7 +385,7 @@ async fn run(service: &Service, connection: lapin::Connection, journals: &[Journ
         keep_artifacts: service.keep_artifacts,
         circuit_cache: None,
         // The service never interrupts a job: a stopped service leaves it staged to resume.
-        interrupt: CancellationToken::new(),
+        signals: prove::Signals::none(),
         progress: false,
     };
     let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();

@@ -96,15 +96,22 @@ fn a_worker_killed_in_the_middle_of_a_task_costs_nothing() {
     assert_eq!(std::fs::read_dir(basic).unwrap().count(), 4);
 }
 
+/// A leader stopped with SIGTERM (as Kubernetes stops a pod) cancels nothing, says how to resume
+/// and exits 1; `leader resume` then finishes the job. (A leader killed with SIGKILL leaves the
+/// same state behind without a word; the service's restart test resumes after one.)
 #[test]
-fn a_killed_leader_is_resumed() {
+fn a_leader_stopped_by_sigterm_is_resumed() {
     let fleet = Fleet::new();
     let _w = fleet.worker("w1", &[]);
     let input = fleet.synth("a.json", 16, 4);
     let mut leader = prove(&fleet, &input, &fleet.path("lost.proof"), &[]);
     let jobs = job_ids(&leader.wait_for(&["jobs staged"], Duration::from_secs(60)));
     leader.wait_for(&["txs_proved=4 "], JOB_TIMEOUT);
-    leader.kill9();
+    leader.terminate();
+    let (code, _, err) = leader.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{}", err.join("\n"));
+    let last = err.last().cloned().unwrap_or_default();
+    assert!(last.contains("stopped (SIGTERM)") && last.contains(&format!("leader resume {}", jobs.join(" "))), "{}", err.join("\n"));
 
     let proof = fleet.path("a.proof");
     let mut args = vec!["resume", "--output", proof.to_str().unwrap()];
