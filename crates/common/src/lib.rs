@@ -5,6 +5,7 @@ pub mod backend;
 pub mod broker;
 pub mod cli;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 mod otlp;
 pub mod plan;

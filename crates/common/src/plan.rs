@@ -52,7 +52,7 @@ pub enum PlanError {
 }
 
 pub fn key(job: &str, round: Round, level: u32, index: u32) -> String {
-    format!("jobs/{job}/{round}/{level}-{index}")
+    crate::keys::artifact(job, round, level, index)
 }
 
 /// The number of basic tasks: one per started chunk, and one for an empty batch.

@@ -309,7 +309,7 @@ async fn event_of(delivery: &Delivery, store: &Store) -> Option<FleetEvent> {
 
 /// The last transient error a worker recorded for a task, if any.
 pub async fn last_error(store: &Store, task: &Task) -> Option<String> {
-    let bytes = store.get(&worker::daemon::last_error_key(task)).await.ok()?;
+    let bytes = store.get(&common::keys::task_error(task)).await.ok()?;
     let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Some(format!("{} (worker {})", record["error"].as_str()?, record["worker"].as_str().unwrap_or("?")))
 }

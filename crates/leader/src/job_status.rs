@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub const RECORD_INTERVAL: Duration = Duration::from_secs(2);
 
 pub fn key(job: &str) -> String {
-    format!("jobs/{job}/status.json")
+    common::keys::status(job)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

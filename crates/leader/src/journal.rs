@@ -32,7 +32,7 @@ pub struct Journal {
 }
 
 pub fn key(job: &str) -> String {
-    format!("jobs/{job}/journal.json")
+    common::keys::journal(job)
 }
 
 pub async fn write(store: &Store, journal: &Journal) -> Result<(), Exit> {

@@ -13,7 +13,7 @@ use common::{Round, Store, Task};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions, QueuePurgeOptions};
 use lapin::BasicProperties;
 use serde::Deserialize;
-use worker::daemon::cancel_marker;
+use common::keys::cancel_marker;
 
 use crate::broker_fleet;
 use crate::job_status;
@@ -57,7 +57,7 @@ pub async fn purge(uri: &str, store: &Store, jobs: &[String]) -> Result<(), Exit
     cancel(uri, store, jobs).await?;
     delete_results_queues(uri, jobs).await?;
     for job in jobs {
-        store.delete_prefix(&format!("jobs/{job}")).await.map_err(store_err)?;
+        store.delete_prefix(&common::keys::job(job)).await.map_err(store_err)?;
         tracing::info!(job = %job, "purged");
     }
     Ok(())

@@ -270,7 +270,7 @@ impl Signals {
 
 async fn remove_artifacts(store: &Store, jobs: &[String]) {
     for job in jobs {
-        let _ = store.delete_prefix(&format!("jobs/{job}")).await;
+        let _ = store.delete_prefix(&common::keys::job(job)).await;
     }
 }
 
@@ -288,7 +288,7 @@ pub async fn stage(
     let mut journals: Vec<Journal> = Vec::with_capacity(batches.len());
     for (i, (batch, out)) in batches.iter().zip(executed).enumerate() {
         let job = &jobs[i];
-        let input_key = format!("jobs/{job}/input/0-0");
+        let input_key = common::keys::input(job);
         let single = serde_json::to_vec(batch).expect("batches serialize");
         store.put(&input_key, &single).await.map_err(store_err)?;
         let mut staged = BTreeMap::from([(input_key.clone(), digest(&single))]);
@@ -296,7 +296,7 @@ pub async fn stage(
             let before = plan(&journals[i - 1].shape).expect("planned once already");
             Some(before.final_key().to_string())
         } else if let Some(prev) = previous {
-            let key = format!("jobs/{job}/previous/0-0");
+            let key = common::keys::previous(job);
             let bytes = prev.chain_proof_bytes().map_err(|e| Exit::Invalid(format!("previous proof: {e}")))?;
             store.put(&key, &bytes).await.map_err(store_err)?;
             staged.insert(key.clone(), digest(&bytes));

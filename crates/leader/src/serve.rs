@@ -41,15 +41,7 @@ use crate::journal::Journal;
 use crate::prove::{self, DriveOptions};
 use crate::Exit;
 
-const INDEX_KEY: &str = "service/index.json";
-
-fn record_key(id: &str) -> String {
-    format!("service/jobs/{id}.json")
-}
-
-fn proof_key(id: &str) -> String {
-    format!("service/proofs/{id}.json")
-}
+use common::keys::{service_proof as proof_key, service_record as record_key, SERVICE_INDEX as INDEX_KEY};
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
@@ -295,7 +287,7 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
         Ok(journals) => journals,
         Err(e) => {
             for job in &jobs {
-                let _ = service.store.delete_prefix(&format!("jobs/{job}")).await;
+                let _ = service.store.delete_prefix(&common::keys::job(job)).await;
             }
             return Err(invalid(e));
         }

@@ -36,16 +36,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Store key of a cancelled job's marker. Outside `jobs/{job}/` so that purging a job's
-/// artifacts leaves its queued tasks cancelled.
-pub fn cancel_marker(job: &str) -> String {
-    format!("cancelled/{job}")
-}
-
-/// Store key where a worker records the last transient failure of a task, for `leader dead`.
-pub fn last_error_key(task: &Task) -> String {
-    format!("jobs/{}/errors/{}-{}-{}", task.job, task.round, task.level, task.index)
-}
 
 pub struct Config {
     pub amqp_uri: String,
@@ -421,7 +411,7 @@ async fn is_cancelled(shared: &Shared, job: &str) -> bool {
         return true;
     }
     // The marker also covers cancellations sent before this worker started.
-    matches!(shared.store.exists(&cancel_marker(job)).await, Ok(true))
+    matches!(shared.store.exists(&common::keys::cancel_marker(job)).await, Ok(true))
 }
 
 async fn handle(delivery: Delivery, shared: Arc<Shared>) {
@@ -471,7 +461,7 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
     if let TaskOutcome::Failed(e) = &result.outcome {
         if e.kind == TaskErrorKind::Transient {
             let record = serde_json::json!({ "worker": shared.name, "error": e.to_string() });
-            let _ = shared.store.replace(&last_error_key(&task), record.to_string().as_bytes()).await;
+            let _ = shared.store.replace(&common::keys::task_error(&task), record.to_string().as_bytes()).await;
             // Back off before the broker hands the task out again (each return counts towards
             // the delivery limit).
             let count = broker::delivery_count(&delivery.properties);

@@ -130,7 +130,7 @@ enum Found<T> {
 
 /// The key of the circuit `name` of the set `set`.
 fn entry_key(set: &str, name: &str) -> String {
-    format!("circuits/{set}/{name}")
+    common::keys::circuit(set, name)
 }
 
 /// Looks the circuit up; a damaged or unreadable entry is logged and reported absent.
