@@ -29,6 +29,9 @@ pub use s3::{S3Options, S3Store};
 pub enum StoreError {
     #[error("object {0} does not exist")]
     NotFound(String),
+    /// A write that must create the object found it there already.
+    #[error("object {0} exists already")]
+    Exists(String),
     #[error("invalid store key {0:?}")]
     BadKey(String),
     #[error("store i/o on {key}: {source}")]

@@ -245,7 +245,7 @@ impl S3Store {
         };
         match sent {
             Ok(()) => Ok(true),
-            Err(StoreError::Rejected { message, .. }) if exclusive && message.starts_with(PRECONDITION) => Ok(false),
+            Err(StoreError::Exists(_)) if exclusive => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -355,10 +355,6 @@ impl S3Store {
     }
 }
 
-/// How a failed precondition (`If-None-Match: *` on an existing object) reads in a [`classify`]d
-/// error.
-const PRECONDITION: &str = "precondition failed";
-
 /// Sorts an SDK error into the store's kinds by what the service answered, never by its text.
 fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>, what: &str) -> StoreError
 where
@@ -374,7 +370,8 @@ where
             match status {
                 404 => StoreError::NotFound(what),
                 401 | 403 => StoreError::Denied { what, message },
-                412 => StoreError::Rejected { what, message: format!("{PRECONDITION} ({message})") },
+                // Only conditional writes (`If-None-Match: *`) send a precondition.
+                412 => StoreError::Exists(what),
                 408 | 409 | 429 | 500..=599 => StoreError::Unavailable { what, message },
                 _ => StoreError::Rejected { what, message },
             }
