@@ -43,6 +43,45 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
+/// An AMQP URI as the command lines take it: it may hold a password, so its `Debug` and `Display`
+/// show it [`redact`]ed; the URI itself is the `str` it dereferences to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUri(String);
+
+impl SecretUri {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::str::FromStr for SecretUri {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl std::ops::Deref for SecretUri {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact(&self.0))
+    }
+}
+
+impl std::fmt::Display for SecretUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
 /// Connects to the broker. A first, plain connection tells a bad URI, refused credentials or an
 /// unreachable host apart within [`CONNECT_TIMEOUT`]; the connection kept afterwards recovers by
 /// itself from a broker restart.

@@ -32,13 +32,20 @@ use crate::task_span::TaskRecord;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends span batches to one OTLP/HTTP endpoint.
-#[derive(Debug)]
 pub struct OtlpExporter {
     agent: ureq::Agent,
     endpoint: String,
     headers: Vec<(String, String)>,
     /// The process's resource, encoded once.
     resource: EncodedResource,
+}
+
+impl std::fmt::Debug for OtlpExporter {
+    /// The endpoint and the headers' names: header values carry credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<String> = self.headers.iter().map(|(name, _)| format!("{name}: ***")).collect();
+        f.debug_struct("OtlpExporter").field("endpoint", &self.endpoint).field("headers", &headers).finish_non_exhaustive()
+    }
 }
 
 /// `ResourceSpans.resource` (field 1) and `.schema_url` (field 3), encoded.
@@ -475,6 +482,14 @@ mod tests {
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
     use prost::Message;
+
+    #[test]
+    fn debug_output_holds_no_header_value() {
+        let exporter = OtlpExporter::new("http://collector:4318/v1/traces".into(), vec![("authorization".into(), "Bearer s3cr3t-otlp".into())], DEFAULT_TIMEOUT);
+        let shown = format!("{exporter:?}");
+        assert!(shown.contains("authorization") && shown.contains("collector:4318"), "{shown}");
+        assert!(!shown.contains("s3cr3t-otlp"), "{shown}");
+    }
 
     fn context(trace: u128, span: u64, remote: bool, state: &str) -> SpanContext {
         let state: TraceState = state.parse().unwrap();

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use common::broker::SecretUri;
 use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
 use prover::cli::ParamsArgs;
 use prover::Params;
@@ -90,7 +91,7 @@ pub enum Command {
 pub struct FleetArgs {
     /// RabbitMQ URI of the fleet.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
-    pub amqp_uri: String,
+    pub amqp_uri: SecretUri,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -214,7 +215,7 @@ pub struct ProveArgs {
     pub workers: usize,
     /// RabbitMQ URI of a worker fleet; without it the embedded fleet proves.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
-    pub amqp_uri: Option<String>,
+    pub amqp_uri: Option<SecretUri>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -347,7 +348,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 params: a.params.params(),
                 keep_artifacts: a.keep_artifacts,
                 stats: a.stats,
-                amqp_uri: a.amqp_uri,
+                amqp_uri: a.amqp_uri.map(SecretUri::into_inner),
             })
             .await
         }
@@ -374,7 +375,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                     listen: a.listen,
                     token: a.token()?,
                     store: a.fleet.store().await?,
-                    uri: a.fleet.amqp_uri,
+                    uri: a.fleet.amqp_uri.into_inner(),
                     params: a.params.params(),
                     max_witness_bytes: a.max_witness_mib << 20,
                     keep_artifacts: a.keep_artifacts,
@@ -392,7 +393,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             let _metrics = serve_metrics(a.metrics_addr).await?;
             ops::resume(ops::ResumeOptions {
                 store: a.fleet.store().await?,
-                uri: a.fleet.amqp_uri,
+                uri: a.fleet.amqp_uri.into_inner(),
                 jobs: a.jobs,
                 output: a.output,
                 keep_artifacts: a.keep_artifacts,
@@ -445,4 +446,32 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command that takes the broker's URI, parsed with a password in it: the parsed
+    /// configuration's `Debug` (what a `{:?}` in a log line or a panic shows) never holds it.
+    #[test]
+    fn debug_output_holds_no_broker_password() {
+        let uri = "amqp://zkfleet:s3cr3t-amqp@broker:5672/%2f";
+        let commands: [&[&str]; 8] = [
+            &["prove", "--amqp-uri", uri],
+            &["serve", "--amqp-uri", uri],
+            &["status", "--amqp-uri", uri],
+            &["cancel", "b1-00000000", "--amqp-uri", uri],
+            &["resume", "b1-00000000", "--amqp-uri", uri],
+            &["dead", "--amqp-uri", uri],
+            &["purge", "b1-00000000", "--amqp-uri", uri],
+            &["prove", "--amqp-uri", uri, "--store", "s3://bucket/prefix"],
+        ];
+        for args in commands {
+            let cli = Cli::try_parse_from(std::iter::once("leader").chain(args.iter().copied())).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(shown.contains("zkfleet:***@broker"), "{shown}");
+            assert!(!shown.contains("s3cr3t-amqp"), "{args:?}: {shown}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use crate::daemon;
 pub struct Cli {
     /// RabbitMQ URI of the fleet, e.g. amqp://user:password@host:5672/%2f.
     #[arg(long, env = "ZKFLEET_AMQP_URI", hide_env_values = true)]
-    pub amqp_uri: Option<String>,
+    pub amqp_uri: Option<common::broker::SecretUri>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -124,7 +124,7 @@ impl Cli {
     /// the bucket and the credentials).
     pub async fn config(self) -> Result<daemon::Config, ConfigError> {
         let usage = |m: &str| ConfigError::Usage(m.into());
-        let amqp_uri = self.amqp_uri.ok_or_else(|| usage("--amqp-uri is required"))?;
+        let amqp_uri = self.amqp_uri.ok_or_else(|| usage("--amqp-uri is required"))?.into_inner();
         if self.max_tasks == Some(0) {
             return Err(usage("--max-tasks must be at least 1"));
         }
@@ -169,5 +169,20 @@ impl Cli {
             preload,
             idle_exit: self.idle_exit.map(Duration::from_secs),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parsed command line's `Debug` (what a `{:?}` in a log line or a panic shows) never holds
+    /// the broker's password.
+    #[test]
+    fn debug_output_holds_no_broker_password() {
+        let cli = Cli::try_parse_from(["worker", "--amqp-uri", "amqp://zkfleet:s3cr3t-amqp@broker:5672/%2f"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(shown.contains("zkfleet:***@broker"), "{shown}");
+        assert!(!shown.contains("s3cr3t-amqp"), "{shown}");
     }
 }

@@ -35,7 +35,7 @@ const CONCURRENCY: usize = 8;
 const CONNECT_BUDGET: Duration = Duration::from_secs(15);
 
 /// Where an S3 store is and how to talk to it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Options {
     pub bucket: String,
     /// Key prefix inside the bucket, without leading or trailing `/`; may be empty.
@@ -50,6 +50,22 @@ pub struct S3Options {
     /// Access key id and secret to use instead of the standard chain (for tools and tests that
     /// hold keys themselves; the binaries use the chain).
     pub static_credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for S3Options {
+    /// Everything but the secret key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("multipart_threshold", &self.multipart_threshold)
+            .field("part_size", &self.part_size)
+            .field("static_credentials", &self.static_credentials.as_ref().map(|(id, _)| (id, "***")))
+            .finish()
+    }
 }
 
 impl S3Options {
@@ -400,6 +416,15 @@ fn chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret_key() {
+        let mut options = S3Options::new("bucket", "prefix");
+        options.static_credentials = Some(("AKIDEXAMPLE".into(), "s3cr3t-s3-key".into()));
+        let shown = format!("{options:?}");
+        assert!(shown.contains("AKIDEXAMPLE") && shown.contains("bucket"), "{shown}");
+        assert!(!shown.contains("s3cr3t-s3-key"), "{shown}");
+    }
 
     fn args(endpoint: Option<&str>) -> StoreArgs {
         StoreArgs { s3_endpoint: endpoint.map(String::from), ..Default::default() }
