@@ -360,8 +360,11 @@ mod tests {
         task
     }
 
-    /// The spans of one export request: (name, parent span id in hex, attributes as text).
-    fn spans(body: &[u8]) -> Vec<(String, String, Vec<(String, String)>)> {
+    /// A span as the tests read it: name, parent span id in hex, attributes as text.
+    type Exported = (String, String, Vec<(String, String)>);
+
+    /// The spans of one export request.
+    fn spans(body: &[u8]) -> Vec<Exported> {
         let request = ExportTraceServiceRequest::decode(body).expect("a valid export request");
         let scopes = &request.resource_spans[0].scope_spans;
         assert_eq!(scopes.len(), 1);

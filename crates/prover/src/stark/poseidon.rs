@@ -127,7 +127,7 @@ pub struct Lanes<const COLS: usize>;
 
 impl<const COLS: usize> Lanes<COLS> {
     const LANES: usize = {
-        assert!(COLS % LANE_COLS == 0 && COLS > 0);
+        assert!(COLS.is_multiple_of(LANE_COLS) && COLS > 0);
         COLS / LANE_COLS
     };
 
