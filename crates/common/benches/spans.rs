@@ -20,9 +20,9 @@
 
 use std::time::{Duration, Instant};
 
+use common::telemetry::TraceContext;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use common::telemetry::TraceContext;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::info;
 use tracing_subscriber::layer::SubscriberExt;
@@ -85,15 +85,14 @@ fn task_spans(n: u64) -> (Duration, Duration) {
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
-    let n: u64 = argv.iter().position(|a| a == "--spans").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(200_000);
+    let n: u64 =
+        argv.iter().position(|a| a == "--spans").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(200_000);
     let per = |d: Duration| (d.as_secs_f64() * 1e6 / n as f64 * 100.0).round() / 100.0;
 
     // Logs only, at warn (a worker without an OTLP endpoint, RUST_LOG=warn).
     std::env::set_var("RUST_LOG", "warn");
-    let logs = tracing_subscriber::registry().with(common::telemetry::log_layer(
-        common::telemetry::LogFormat::Json,
-        std::io::sink,
-    ));
+    let logs = tracing_subscriber::registry()
+        .with(common::telemetry::log_layer(common::telemetry::LogFormat::Json, std::io::sink));
     let (off_cpu, off_wall) = tracing::subscriber::with_default(logs, || task_spans(n));
 
     let exported = Discard::default();

@@ -9,7 +9,8 @@ use std::time::Instant;
 use common::testing::S3Server;
 use common::Store;
 
-const SIZES: [(usize, &str); 4] = [(64 << 10, "64 KiB"), (512 << 10, "512 KiB"), (4 << 20, "4 MiB"), (48 << 20, "48 MiB")];
+const SIZES: [(usize, &str); 4] =
+    [(64 << 10, "64 KiB"), (512 << 10, "512 KiB"), (4 << 20, "4 MiB"), (48 << 20, "48 MiB")];
 
 fn payload(len: usize, seed: u64) -> Vec<u8> {
     (0..len as u64).map(|i| ((i ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8).collect()

@@ -89,12 +89,10 @@ pub async fn connect(uri: &str, name: &str) -> Result<Connection, BrokerError> {
     let probe = connect_with(uri, ConnectionProperties::default()).await?;
     let _ = probe.close(200, "probe done".into()).await;
 
-    let properties = ConnectionProperties::default()
-        .with_connection_name(name.into())
-        .enable_auto_recover()
-        .configure_backoff(|b| {
-            b.with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(5)).with_max_times(120)
-        });
+    let properties =
+        ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover().configure_backoff(
+            |b| b.with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(5)).with_max_times(120),
+        );
     connect_with(uri, properties).await
 }
 

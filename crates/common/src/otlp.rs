@@ -44,7 +44,10 @@ impl std::fmt::Debug for OtlpExporter {
     /// The endpoint and the headers' names: header values carry credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let headers: Vec<String> = self.headers.iter().map(|(name, _)| format!("{name}: ***")).collect();
-        f.debug_struct("OtlpExporter").field("endpoint", &self.endpoint).field("headers", &headers).finish_non_exhaustive()
+        f.debug_struct("OtlpExporter")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &headers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -292,7 +295,11 @@ fn encode_task(buf: &mut Vec<u8>, record: &TaskRecord) {
     string_attribute(buf, "round", &[record.round.as_str()]);
     int_attribute(buf, "index", i64::from(record.index));
     let (mut start, mut end) = (itoa::Buffer::new(), itoa::Buffer::new());
-    string_attribute(buf, "tx_range", &["(", start.format(record.tx_range.0), ", ", end.format(record.tx_range.1), ")"]);
+    string_attribute(
+        buf,
+        "tx_range",
+        &["(", start.format(record.tx_range.0), ", ", end.format(record.tx_range.1), ")"],
+    );
     if let Some(level) = record.level {
         int_attribute(buf, "level", i64::from(level));
     }
@@ -485,7 +492,11 @@ mod tests {
 
     #[test]
     fn debug_output_holds_no_header_value() {
-        let exporter = OtlpExporter::new("http://collector:4318/v1/traces".into(), vec![("authorization".into(), "Bearer s3cr3t-otlp".into())], DEFAULT_TIMEOUT);
+        let exporter = OtlpExporter::new(
+            "http://collector:4318/v1/traces".into(),
+            vec![("authorization".into(), "Bearer s3cr3t-otlp".into())],
+            DEFAULT_TIMEOUT,
+        );
         let shown = format!("{exporter:?}");
         assert!(shown.contains("authorization") && shown.contains("collector:4318"), "{shown}");
         assert!(!shown.contains("s3cr3t-otlp"), "{shown}");
@@ -679,7 +690,8 @@ mod tests {
             outcome: Some("failed"),
             ..aggregate.clone()
         };
-        let stated = TaskRecord { span_id: SpanId::from(0x4), trace_state: "vendor=abc".parse().unwrap(), ..basic.clone() };
+        let stated =
+            TaskRecord { span_id: SpanId::from(0x4), trace_state: "vendor=abc".parse().unwrap(), ..basic.clone() };
         vec![aggregate, basic, root, stated]
     }
 
@@ -700,8 +712,13 @@ mod tests {
         for (span, record) in made.iter_mut().zip(&records) {
             // The SDK picks a task span's own id, and a root's trace id: take the record's.
             let c = &span.span_context;
-            span.span_context =
-                SpanContext::new(record.trace_id, record.span_id, c.trace_flags(), c.is_remote(), c.trace_state().clone());
+            span.span_context = SpanContext::new(
+                record.trace_id,
+                record.span_id,
+                c.trace_flags(),
+                c.is_remote(),
+                c.trace_state().clone(),
+            );
         }
         let resource = encode_resource(&resource());
         let ours = encode_task_request(&resource, "zkfleet-worker", &records);

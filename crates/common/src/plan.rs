@@ -84,21 +84,22 @@ pub fn plan(shape: &JobShape) -> Result<Plan, PlanError> {
     }
 
     let mut tasks: Vec<PlannedTask> = Vec::new();
-    let new_task = |round: Round, level: u32, index: u32, tx_range: (u64, u64), inputs: Vec<String>, outputs: Vec<String>| Task {
-        job: shape.job.clone(),
-        batch: shape.batch,
-        round,
-        level,
-        index,
-        tx_range,
-        inputs,
-        input_digests: Vec::new(),
-        outputs,
-        params: shape.params.clone(),
-        meta: shape.meta.clone(),
-        attempt: 1,
-        trace: Default::default(),
-    };
+    let new_task =
+        |round: Round, level: u32, index: u32, tx_range: (u64, u64), inputs: Vec<String>, outputs: Vec<String>| Task {
+            job: shape.job.clone(),
+            batch: shape.batch,
+            round,
+            level,
+            index,
+            tx_range,
+            inputs,
+            input_digests: Vec::new(),
+            outputs,
+            params: shape.params.clone(),
+            meta: shape.meta.clone(),
+            attempt: 1,
+            trace: Default::default(),
+        };
 
     let whole = (0, shape.tx_count);
     let witness_outputs = (0..chunks as u32).map(|i| key(&shape.job, Round::Witness, 0, i)).collect();

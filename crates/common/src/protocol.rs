@@ -106,7 +106,10 @@ impl Task {
 pub enum TaskOutcome {
     /// The outputs are in the store, with these SHA-256 digests in output order. `reused` is set
     /// when they were there already.
-    Done { reused: bool, digests: Vec<String> },
+    Done {
+        reused: bool,
+        digests: Vec<String>,
+    },
     Failed(TaskError),
 }
 

@@ -346,7 +346,8 @@ mod tests {
     /// Runs `body` under a span layer whose task spans go to `batcher`, sampled as by default.
     fn with_batcher(batcher: &Arc<Batcher>, body: impl FnOnce()) {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let sink = Sink::Batched { sampler: opentelemetry_sdk::trace::Config::default().sampler, batcher: batcher.clone() };
+        let sink =
+            Sink::Batched { sampler: opentelemetry_sdk::trace::Config::default().sampler, batcher: batcher.clone() };
         let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "zkfleet-worker");
         let layer = crate::telemetry::layer_with_sink(tracer, sink);
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
@@ -460,7 +461,11 @@ mod tests {
         let vars = |set: &'static [(&'static str, &'static str)]| {
             move |name: &str| set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
         };
-        const SET: [(&str, &str); 3] = [("OTEL_BSP_SCHEDULE_DELAY", "250"), ("OTEL_BSP_MAX_QUEUE_SIZE", "100"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512")];
+        const SET: [(&str, &str); 3] = [
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
+        ];
         // A batch is never larger than the queue.
         let config = BatchConfig { delay: Duration::from_millis(250), max_queue: 100, max_batch: 100 };
         assert_eq!(BatchConfig::from_vars(vars(&SET)), config);

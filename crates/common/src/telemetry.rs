@@ -24,15 +24,15 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use serde::{Deserialize, Serialize};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::task_span::{BatchConfig, Batcher, Sink};
 pub use crate::task_span::TaskSpan;
+use crate::task_span::{BatchConfig, Batcher, Sink};
 
 /// How log lines look: for people at a terminal, or one JSON object per line for log pipelines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -233,7 +233,11 @@ impl TraceContext {
         match &self.0 {
             Some(carried) => {
                 let kept = carried.job.get_or_init(|| job.into());
-                if **kept == *job { kept.clone() } else { job.into() }
+                if **kept == *job {
+                    kept.clone()
+                } else {
+                    job.into()
+                }
             }
             None => job.into(),
         }
@@ -329,7 +333,11 @@ mod tests {
             let job = tracing::info_span!("job");
             let carrier = inject(&job);
             let (trace, span) = span_ids(&job);
-            assert_eq!(carrier.get("traceparent"), Some(&*format!("00-{trace}-{span}-01")), "W3C traceparent of the job span");
+            assert_eq!(
+                carrier.get("traceparent"),
+                Some(&*format!("00-{trace}-{span}-01")),
+                "W3C traceparent of the job span"
+            );
             assert_eq!(carrier.get("tracestate"), None, "an empty tracestate is not sent: {carrier:?}");
 
             // The other side of the broker: task spans whose parent is the remote job span.

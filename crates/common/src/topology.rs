@@ -129,13 +129,13 @@ fn durable() -> QueueDeclareOptions {
 pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     let exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
     channel.exchange_declare(TASK_EXCHANGE.into(), ExchangeKind::Direct, exchange, FieldTable::default()).await?;
-    channel.exchange_declare(DEAD_LETTER_EXCHANGE.into(), ExchangeKind::Headers, exchange, FieldTable::default()).await?;
+    channel
+        .exchange_declare(DEAD_LETTER_EXCHANGE.into(), ExchangeKind::Headers, exchange, FieldTable::default())
+        .await?;
     channel.exchange_declare(CONTROL_EXCHANGE.into(), ExchangeKind::Fanout, exchange, FieldTable::default()).await?;
 
     let quorum = text("quorum");
-    channel
-        .queue_declare(DEAD_LETTER_QUEUE.into(), durable(), table(&[("x-queue-type", quorum.clone())]))
-        .await?;
+    channel.queue_declare(DEAD_LETTER_QUEUE.into(), durable(), table(&[("x-queue-type", quorum.clone())])).await?;
     // No header to match: the operators' queue takes every dead letter.
     channel
         .queue_bind(

@@ -47,11 +47,21 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { tasks: 5000, latency_tasks: 500, workers: 2, concurrency: 16, metrics: false, tracing: false, trace_headers: false, task_cpu_us: 0 };
+    let mut a = Args {
+        tasks: 5000,
+        latency_tasks: 500,
+        workers: 2,
+        concurrency: 16,
+        metrics: false,
+        tracing: false,
+        trace_headers: false,
+        task_cpu_us: 0,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
-        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", argv[i]));
+        let value =
+            || argv.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", argv[i]));
         match argv[i].as_str() {
             "--tasks" => a.tasks = value(),
             "--latency-tasks" => a.latency_tasks = value(),
@@ -220,13 +230,19 @@ fn main() {
                 rounds: vec![Round::Basic],
                 concurrency: args.concurrency,
                 grace: Duration::from_secs(5),
-                ..worker::daemon::Config::new(uri.clone(), store.clone(), format!("bench-{i}"), Arc::new(task_cpu.clone()))
+                ..worker::daemon::Config::new(
+                    uri.clone(),
+                    store.clone(),
+                    format!("bench-{i}"),
+                    Arc::new(task_cpu.clone()),
+                )
             };
             workers.push(tokio::spawn(worker::daemon::run(config, shutdown.clone())));
         }
         let job = "bench".to_string();
         let connection = leader::broker_fleet::connect(&uri).await.map_err(|e| e.message().to_string()).unwrap();
-        let mut fleet = leader::broker_fleet::start(connection, &uri, store, std::slice::from_ref(&job)).await.ok().unwrap();
+        let mut fleet =
+            leader::broker_fleet::start(connection, &uri, store, std::slice::from_ref(&job)).await.ok().unwrap();
         // Warm-up: connections, queues and caches settle.
         // With span export, one job span whose context every task carries, as the leader's
         // coordinator does: the context travels in each task's message headers and each

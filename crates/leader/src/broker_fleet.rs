@@ -44,10 +44,7 @@ pub fn task_message(task: &Task) -> (Vec<u8>, BasicProperties) {
 /// How a task travels: persistent, with its id in the properties, and in the headers its job,
 /// its publish time and its trace context (W3C `traceparent`, `tracestate`).
 pub fn task_properties(task: &Task) -> BasicProperties {
-    let mut headers = broker::headers(
-        std::iter::once((JOB_HEADER, task.job.as_str()))
-            .chain(task.trace.pairs()),
-    );
+    let mut headers = broker::headers(std::iter::once((JOB_HEADER, task.job.as_str())).chain(task.trace.pairs()));
     headers.insert(PUBLISHED_HEADER.into(), AMQPValue::LongLongInt(broker::unix_ms() as i64));
     BasicProperties::default()
         .with_type(KIND_TASK.into())
@@ -194,7 +191,8 @@ impl Following {
     fn drop_lost(following: &mut Option<Self>) {
         if let Some(lost) = following.take() {
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), lost.connection.close(200, "reopening".into())).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), lost.connection.close(200, "reopening".into())).await;
             });
         }
     }

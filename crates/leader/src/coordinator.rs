@@ -86,7 +86,8 @@ async fn run_graph(
     for (j, plan) in plans.iter().enumerate() {
         let base = nodes.len();
         let first = &plan.tasks.first().expect("a plan is never empty").task;
-        let span = tracing::info_span!(parent: None, "job", job = %first.job, batch = first.batch, tasks = plan.tasks.len());
+        let span =
+            tracing::info_span!(parent: None, "job", job = %first.job, batch = first.batch, tasks = plan.tasks.len());
         let trace = common::telemetry::inject(&span);
         job_spans.push(Some(span));
         left_in_job.push(plan.tasks.len());
@@ -122,8 +123,7 @@ async fn run_graph(
             }
         }
     }
-    let mut ready: VecDeque<usize> =
-        (0..nodes.len()).filter(|&i| !nodes[i].done && nodes[i].waiting_on == 0).collect();
+    let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| !nodes[i].done && nodes[i].waiting_on == 0).collect();
     let mut timings = Vec::with_capacity(nodes.len());
     let by_id: std::collections::HashMap<String, usize> =
         nodes.iter().enumerate().map(|(i, n)| (n.task.id(), i)).collect();

@@ -16,9 +16,15 @@ use tokio_util::sync::CancellationToken;
 pub enum FleetEvent {
     Result(TaskResult),
     /// The broker gave up on a task: it was delivered too often or was unreadable.
-    DeadLettered { task_id: String, reason: String, last_error: Option<String> },
+    DeadLettered {
+        task_id: String,
+        reason: String,
+        last_error: Option<String>,
+    },
     /// An operator cancelled the job.
-    Cancelled { job: String },
+    Cancelled {
+        job: String,
+    },
     /// The fleet cannot go on (the broker is gone for good).
     Lost(String),
 }
@@ -63,7 +69,8 @@ pub fn start_embedded(workers: usize, store: Store, backend: Arc<dyn ProvingBack
                         None => break,
                     },
                 };
-                let result = worker::execute_task(&task, &store, backend.clone(), &name, worker::metrics::EMBEDDED_POOL).await;
+                let result =
+                    worker::execute_task(&task, &store, backend.clone(), &name, worker::metrics::EMBEDDED_POOL).await;
                 if result_tx.send(FleetEvent::Result(result)).await.is_err() {
                     break;
                 }

@@ -125,7 +125,10 @@ pub fn render(record: &JobRecord, state: &str, now_ms: u64, queues: &BTreeMap<Ro
             (_, None) => "?".to_string(),
         }
     );
-    out.push_str(&format!("  {:<10} {:>9} {:>7} {:>8} {:>7} {:>9}\n", "ROUND", "DONE", "QUEUED", "RUNNING", "FAILED", "MEAN"));
+    out.push_str(&format!(
+        "  {:<10} {:>9} {:>7} {:>8} {:>7} {:>9}\n",
+        "ROUND", "DONE", "QUEUED", "RUNNING", "FAILED", "MEAN"
+    ));
     for (round, r) in &record.rounds {
         let (queued, running, exact) = split(r.in_flight, queues.get(round).copied().unwrap_or_default());
         let mark = if exact { "" } else { "~" };
@@ -239,7 +242,8 @@ mod tests {
     use super::*;
 
     fn record() -> JobRecord {
-        let round = |planned, done, in_flight, failed, busy_ms| RoundRecord { planned, done, in_flight, failed, busy_ms };
+        let round =
+            |planned, done, in_flight, failed, busy_ms| RoundRecord { planned, done, in_flight, failed, busy_ms };
         JobRecord {
             job: "b7-0000abcd".into(),
             batch: 7,
@@ -332,7 +336,10 @@ mod tests {
         let table = render(&record(), "running", 1_060_000, &queues);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "job b7-0000abcd (batch 7): running, 5/18 tasks done, elapsed 1m00s, left ~2m46s");
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["ROUND", "DONE", "QUEUED", "RUNNING", "FAILED", "MEAN"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["ROUND", "DONE", "QUEUED", "RUNNING", "FAILED", "MEAN"]
+        );
         assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["basic", "4/8", "3", "1", "1", "10.0s"]);
         assert_eq!(lines[4].split_whitespace().collect::<Vec<_>>(), ["aggregate", "0/7", "0", "0", "0", "-"]);
         assert_eq!(lines.len(), 2 + 5);

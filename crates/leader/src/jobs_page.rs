@@ -10,7 +10,8 @@ pub fn render(jobs: &[serde_json::Value], management: &str) -> String {
     for job in jobs {
         let id = text(&job["id"]);
         let state = text(&job["state"]);
-        let batches: Vec<String> = job["batches"].as_array().map(|b| b.iter().map(|n| n.to_string()).collect()).unwrap_or_default();
+        let batches: Vec<String> =
+            job["batches"].as_array().map(|b| b.iter().map(|n| n.to_string()).collect()).unwrap_or_default();
         let mut rounds = String::new();
         for round in Round::ALL {
             let r = &job["rounds"][round.as_str()];

@@ -325,11 +325,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 first_batch: a.first_batch,
                 tree_depth: a.tree_depth,
             });
-            let json = if batches.len() == 1 {
-                serde_json::to_vec(&batches[0])
-            } else {
-                serde_json::to_vec(&batches)
-            };
+            let json = if batches.len() == 1 { serde_json::to_vec(&batches[0]) } else { serde_json::to_vec(&batches) };
             prove::write_output(None, &json.expect("batches serialize"))
         }
         Command::Prove(a) => {
@@ -386,7 +382,9 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             )
             .await
         }
-        Command::Status(a) => ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store().await?).await,
+        Command::Status(a) => {
+            ops::status(&a.fleet.amqp_uri, a.management_url.as_deref(), &a.fleet.store().await?).await
+        }
         Command::Cancel(a) => ops::cancel(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Resume(a) => {
@@ -438,7 +436,8 @@ async fn serve_metrics(addr: Option<SocketAddr>) -> Result<Option<MetricsServer>
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler installs");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler installs");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -17,7 +17,10 @@ pub const NAMES: [&str; 4] = [JOBS_RUNNING, JOBS_FINISHED, TASKS_DISPATCHED, TRA
 pub fn describe() {
     describe_gauge!(JOBS_RUNNING, "Jobs this leader is driving right now");
     describe_counter!(JOBS_FINISHED, "Jobs this leader finished, by outcome (succeeded, failed)");
-    describe_counter!(TASKS_DISPATCHED, "Tasks handed to the fleet (published to the broker), by round, retries included");
+    describe_counter!(
+        TASKS_DISPATCHED,
+        "Tasks handed to the fleet (published to the broker), by round, retries included"
+    );
     describe_counter!(TRANSACTIONS_PROVED, "Transactions covered by finished basic proofs");
 }
 

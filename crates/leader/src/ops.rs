@@ -7,13 +7,15 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use common::broker::{self, Publisher};
+use common::keys::cancel_marker;
 use common::plan::plan;
-use common::topology::{self, Pool, CONTROL_EXCHANGE, DEAD_LETTER_QUEUE, KIND_CANCEL, RESULTS_QUEUE_PREFIX, TASK_EXCHANGE};
+use common::topology::{
+    self, Pool, CONTROL_EXCHANGE, DEAD_LETTER_QUEUE, KIND_CANCEL, RESULTS_QUEUE_PREFIX, TASK_EXCHANGE,
+};
 use common::{Round, Store, Task};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions, QueuePurgeOptions};
 use lapin::BasicProperties;
 use serde::Deserialize;
-use common::keys::cancel_marker;
 
 use crate::broker_fleet;
 use crate::job_status;
@@ -42,10 +44,7 @@ pub async fn cancel(uri: &str, store: &Store, jobs: &[String]) -> Result<(), Exi
     for job in jobs {
         let properties = || BasicProperties::default().with_type(KIND_CANCEL.into());
         publisher.publish(CONTROL_EXCHANGE, "", job.as_bytes(), properties()).await.map_err(broker_err)?;
-        publisher
-            .publish("", &topology::results_queue(job), job.as_bytes(), properties())
-            .await
-            .map_err(broker_err)?;
+        publisher.publish("", &topology::results_queue(job), job.as_bytes(), properties()).await.map_err(broker_err)?;
         tracing::info!(job = %job, "cancelled");
     }
     let _ = connection.close(200, "done".into()).await;
@@ -103,7 +102,11 @@ pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
 
 /// What resuming jobs starts from: a broker connection, their journals (in batch order) and the
 /// ids of the tasks whose outputs are in the store.
-pub async fn prepare_resume(uri: &str, store: &Store, jobs: &[String]) -> Result<(lapin::Connection, Vec<Journal>, HashSet<String>), Exit> {
+pub async fn prepare_resume(
+    uri: &str,
+    store: &Store,
+    jobs: &[String],
+) -> Result<(lapin::Connection, Vec<Journal>, HashSet<String>), Exit> {
     let mut journals: Vec<Journal> = Vec::with_capacity(jobs.len());
     for job in jobs {
         journals.push(journal::read(store, job).await?);
@@ -169,10 +172,8 @@ pub async fn dead(uri: &str, store: &Store, action: DeadAction) -> Result<(), Ex
     let channel = connection.create_channel().await.map_err(broker_err)?;
     // Fetched without ack: whatever is not acked goes back to the queue when the channel closes.
     let mut messages = Vec::new();
-    while let Some(message) = channel
-        .basic_get(DEAD_LETTER_QUEUE.into(), BasicGetOptions::default())
-        .await
-        .map_err(broker_err)?
+    while let Some(message) =
+        channel.basic_get(DEAD_LETTER_QUEUE.into(), BasicGetOptions::default()).await.map_err(broker_err)?
     {
         messages.push(message);
     }
@@ -232,8 +233,7 @@ pub struct Management {
 
 impl Management {
     pub fn new(amqp_uri: &str, url: Option<&str>) -> Result<Self, Exit> {
-        let parsed: lapin::uri::AMQPUri =
-            amqp_uri.parse().map_err(|e| Exit::Usage(format!("--amqp-uri: {e}")))?;
+        let parsed: lapin::uri::AMQPUri = amqp_uri.parse().map_err(|e| Exit::Usage(format!("--amqp-uri: {e}")))?;
         let base = match url {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("http://{}:15672", parsed.authority.host),
@@ -268,13 +268,22 @@ impl Management {
         let vhost = percent_encode(&self.vhost);
         let all: Vec<QueueInfo> =
             self.get(&format!("/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged,consumers"))?;
-        Ok(all.into_iter().filter(|q| q.name.starts_with("zkfleet.") && !q.name.starts_with("zkfleet.control.")).collect())
+        Ok(all
+            .into_iter()
+            .filter(|q| q.name.starts_with("zkfleet.") && !q.name.starts_with("zkfleet.control."))
+            .collect())
     }
 }
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -304,12 +313,16 @@ pub async fn status(uri: &str, management_url: Option<&str>, store: &Store) -> R
     let by_name: BTreeMap<&str, &QueueInfo> = queues.iter().map(|q| (q.name.as_str(), q)).collect();
     for round in Round::ALL {
         let name = topology::task_queue(round);
-        let (ready, unacked, consumers) =
-            by_name.get(name.as_str()).map_or((0, 0, 0), |q| (q.messages_ready, q.messages_unacknowledged, q.consumers));
+        let (ready, unacked, consumers) = by_name
+            .get(name.as_str())
+            .map_or((0, 0, 0), |q| (q.messages_ready, q.messages_unacknowledged, q.consumers));
         out.push_str(&format!("{name:<28} {ready:>8} {unacked:>8} {consumers:>10}  {}\n", pools_of(round)));
     }
     if let Some(q) = by_name.get(DEAD_LETTER_QUEUE) {
-        out.push_str(&format!("{:<28} {:>8} {:>8} {:>10}\n", q.name, q.messages_ready, q.messages_unacknowledged, q.consumers));
+        out.push_str(&format!(
+            "{:<28} {:>8} {:>8} {:>10}\n",
+            q.name, q.messages_ready, q.messages_unacknowledged, q.consumers
+        ));
     }
 
     let jobs: Vec<&str> = queues.iter().filter_map(|q| q.name.strip_prefix(RESULTS_QUEUE_PREFIX)).collect();

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::coordinator::{run_jobs, JobFailure, TaskTiming};
 use crate::fleet::start_embedded;
-use crate::progress::Progress;
 use crate::journal::{self, Journal};
+use crate::progress::Progress;
 use crate::Exit;
 
 pub struct ProveOptions {
@@ -71,7 +71,10 @@ pub fn read_input(path: Option<&Path>, limit: u64) -> Result<String, Exit> {
         )));
     }
     String::from_utf8(bytes).map_err(|e| {
-        Exit::Invalid(format!("{source}: the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+        Exit::Invalid(format!(
+            "{source}: the witness is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })
 }
 
@@ -107,7 +110,11 @@ pub fn job_id(batch: u64) -> String {
 /// Parses the witness and executes every batch, each continuing the one before it (the first
 /// continuing `previous` when given): every error in the input surfaces here, before anything is
 /// stored or published. `prove` and the service both start with it.
-pub fn check(text: &str, previous: Option<&ProofFile>, params: &Params) -> Result<(Vec<Batch>, Vec<ExecutedBatch>), Exit> {
+pub fn check(
+    text: &str,
+    previous: Option<&ProofFile>,
+    params: &Params,
+) -> Result<(Vec<Batch>, Vec<ExecutedBatch>), Exit> {
     let batches = parse_batches(text).map_err(|e| Exit::Invalid(e.to_string()))?;
     let mut link = previous.map(|p| Link {
         chain_id: p.public_values.chain_id,
@@ -120,7 +127,8 @@ pub fn check(text: &str, previous: Option<&ProofFile>, params: &Params) -> Resul
         if let Some(link) = &link {
             check_continues(link, &out)?;
         }
-        link = Some(Link { chain_id: out.chain_id, batch_number: out.batch_number, post_root: hash_hex(out.post_root) });
+        link =
+            Some(Link { chain_id: out.chain_id, batch_number: out.batch_number, post_root: hash_hex(out.post_root) });
         executed.push(out);
     }
     Ok((batches, executed))
@@ -179,7 +187,14 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         signals: Signals::of_process(),
         progress: true,
     };
-    finish(drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await, &drive_opts, &store, &jobs, opts.output.as_deref()).await
+    finish(
+        drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await,
+        &drive_opts,
+        &store,
+        &jobs,
+        opts.output.as_deref(),
+    )
+    .await
 }
 
 /// Ends a run the same way for `prove` and `resume`: writes the proof or explains the failure, and
@@ -197,7 +212,12 @@ pub async fn finish(
 
 /// Leaves the store and the broker as the outcome calls for and returns the proof file, or the
 /// failure explained in one line.
-pub async fn settle(outcome: Result<Vec<u8>, Ended>, opts: &DriveOptions, store: &Store, jobs: &[String]) -> Result<Vec<u8>, Exit> {
+pub async fn settle(
+    outcome: Result<Vec<u8>, Ended>,
+    opts: &DriveOptions,
+    store: &Store,
+    jobs: &[String],
+) -> Result<Vec<u8>, Exit> {
     match outcome {
         Ok(bytes) => {
             if !opts.keep_artifacts {
@@ -257,7 +277,8 @@ impl Signals {
         #[cfg(unix)]
         {
             let stop = signals.stop.clone();
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler installs");
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler installs");
             tokio::spawn(async move {
                 if term.recv().await.is_some() {
                     stop.cancel();
@@ -379,8 +400,7 @@ pub async fn drive(
     let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
 
     let started = Instant::now();
-    let progress_jobs: Vec<_> =
-        journals.iter().map(|j| (j.job.clone(), j.shape.batch, j.shape.tx_count)).collect();
+    let progress_jobs: Vec<_> = journals.iter().map(|j| (j.job.clone(), j.shape.batch, j.shape.tx_count)).collect();
     let mut progress = if opts.progress { Progress::new(&progress_jobs) } else { Progress::silent(&progress_jobs) };
     // Digests of the artifacts referenced so far: what the leader staged, then what results report.
     let mut digests: HashMap<String, String> =
@@ -398,7 +418,8 @@ pub async fn drive(
         }
         Some((connection, uri)) => {
             tracing::info!(jobs = jobs.len(), broker = %common::broker::redact(&uri), store = %store.location(), "proving on the broker fleet");
-            let fleet = crate::broker_fleet::start(connection, &uri, store.clone(), &jobs).await.map_err(Ended::Early)?;
+            let fleet =
+                crate::broker_fleet::start(connection, &uri, store.clone(), &jobs).await.map_err(Ended::Early)?;
             (fleet, Some(uri))
         }
     };
@@ -451,7 +472,8 @@ pub async fn drive(
     let mut files = Vec::with_capacity(plans.len());
     for (plan, journal) in plans.iter().zip(journals) {
         let key = plan.output_key();
-        let bytes = store.get_verified(key, digests.get(key).map(String::as_str)).await.map_err(|e| fail(store_err(e)))?;
+        let bytes =
+            store.get_verified(key, digests.get(key).map(String::as_str)).await.map_err(|e| fail(store_err(e)))?;
         let file: ProofFile = serde_json::from_slice(&bytes)
             .map_err(|e| fail(Exit::Other(format!("stored proof file does not parse: {e}"))))?;
         check_values(&file.public_values, &journal.expected).map_err(fail)?;
@@ -460,11 +482,7 @@ pub async fn drive(
     if let Some(uri) = &uri {
         let _ = crate::ops::delete_results_queues(uri, &jobs).await;
     }
-    let json = if files.len() == 1 {
-        serde_json::to_vec_pretty(&files[0])
-    } else {
-        serde_json::to_vec_pretty(&files)
-    };
+    let json = if files.len() == 1 { serde_json::to_vec_pretty(&files[0]) } else { serde_json::to_vec_pretty(&files) };
     Ok(json.expect("proof files serialize"))
 }
 
@@ -514,12 +532,10 @@ pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), Exit> {
         }
         Some(path) => {
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, bytes)
-                .and_then(|_| std::fs::rename(&tmp, path))
-                .map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
-                    Exit::Other(format!("writing {}: {e}", path.display()))
-                })
+            std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                Exit::Other(format!("writing {}: {e}", path.display()))
+            })
         }
     }
 }

@@ -235,11 +235,15 @@ async fn authorize(
     next: axum::middleware::Next,
 ) -> Response {
     if let Some(token) = &service.token {
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         // Compared in constant time: the comparison does not tell how much of a guess was right.
-        let ok = given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
+        let ok = given.is_some_and(|g| {
+            g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+        });
         if !ok {
-            let mut response = ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()).into_response();
+            let mut response =
+                ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()).into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             return response;
         }
@@ -252,14 +256,23 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
     // `100 Continue`, as curl does for large bodies, sends none of it); one that turns out too
     // large while it is read is refused as soon as it passes the limit.
     let limit = service.max_witness_bytes;
-    let too_large = || ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the witness is larger than the limit of {} MiB (--max-witness-mib)", limit >> 20));
-    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the witness is larger than the limit of {} MiB (--max-witness-mib)", limit >> 20),
+        )
+    };
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let body = axum::body::to_bytes(body, limit.min(usize::MAX as u64) as usize).await.map_err(|_| too_large())?;
     let text = String::from_utf8(body.to_vec()).map_err(|e| {
-        ApiError(StatusCode::BAD_REQUEST, format!("the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+        )
     })?;
     let text = Arc::new(text);
     let _admitting = service.admitting.lock().await;
@@ -283,15 +296,16 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
     let connection = crate::broker_fleet::connect(&service.uri)
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.message().to_string()))?;
-    let journals = match prove::stage(&service.params, &service.store, &jobs, &batches, &executed, previous.as_ref()).await {
-        Ok(journals) => journals,
-        Err(e) => {
-            for job in &jobs {
-                let _ = service.store.delete_prefix(&common::keys::job(job)).await;
+    let journals =
+        match prove::stage(&service.params, &service.store, &jobs, &batches, &executed, previous.as_ref()).await {
+            Ok(journals) => journals,
+            Err(e) => {
+                for job in &jobs {
+                    let _ = service.store.delete_prefix(&common::keys::job(job)).await;
+                }
+                return Err(invalid(e));
             }
-            return Err(invalid(e));
-        }
-    };
+        };
     let submission = Submission {
         id: id.clone(),
         jobs: jobs.clone(),
@@ -317,7 +331,8 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
         conclude(&background, &job, ended).await;
     });
     let url = format!("/v1/jobs/{id}");
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, url.clone())], Json(json!({ "id": id, "url": url, "jobs": jobs }))).into_response())
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, url.clone())], Json(json!({ "id": id, "url": url, "jobs": jobs })))
+        .into_response())
 }
 
 /// [`prove::check`] off the async threads: executing a large batch takes a while.
@@ -339,7 +354,8 @@ async fn chain_link(service: &Service, chain: u64, batch: u64) -> Result<Option<
         let subs = service.submissions.lock().unwrap();
         let on_chain = || subs.values().filter(|s| s.chain_id == chain);
         let tip = on_chain().filter(|s| s.state == JobState::Done).max_by_key(|s| s.batches.last().copied());
-        let running = on_chain().filter(|s| s.state == JobState::Running).filter_map(|s| s.batches.last().copied()).max();
+        let running =
+            on_chain().filter(|s| s.state == JobState::Running).filter_map(|s| s.batches.last().copied()).max();
         (tip.cloned(), running)
     };
     let conflict = |m: String| Err(ApiError(StatusCode::CONFLICT, m));
@@ -354,7 +370,10 @@ async fn chain_link(service: &Service, chain: u64, batch: u64) -> Result<Option<
     let Some(tip) = tip else { return Ok(None) };
     let last = *tip.batches.last().expect("a submission has a batch");
     if batch != last + 1 {
-        return conflict(format!("chain {chain}: batch {batch} does not continue the proved chain; the next batch expected is {}", last + 1));
+        return conflict(format!(
+            "chain {chain}: batch {batch} does not continue the proved chain; the next batch expected is {}",
+            last + 1
+        ));
     }
     let bytes = service.store.get(&proof_key(&tip.id)).await.map_err(internal)?;
     last_proof(&bytes).map(Some).map_err(internal)
@@ -496,7 +515,13 @@ async fn record(service: &Service, submission: &Submission) -> Result<(), common
 }
 
 fn find(service: &Service, id: &str) -> Result<Submission, ApiError> {
-    service.submissions.lock().unwrap().get(id).cloned().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))
+    service
+        .submissions
+        .lock()
+        .unwrap()
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))
 }
 
 /// A submission as the API shows it: its record, per-round progress and, while running, an
@@ -506,7 +531,8 @@ async fn view(service: &Service, s: &Submission) -> serde_json::Value {
         Some(rounds) => (rounds.clone(), None),
         None => {
             let fresh = |at: &std::time::Instant| at.elapsed() < job_status::RECORD_INTERVAL / 2;
-            let cached = service.progress.lock().unwrap().get(&s.id).filter(|(at, _)| fresh(at)).map(|(_, p)| p.clone());
+            let cached =
+                service.progress.lock().unwrap().get(&s.id).filter(|(at, _)| fresh(at)).map(|(_, p)| p.clone());
             match cached {
                 Some(p) => p,
                 None => {
@@ -555,7 +581,10 @@ async fn page(State(service): State<Arc<Service>>) -> axum::response::Html<Strin
     axum::response::Html(crate::jobs_page::render(&views(&service).await, &service.management))
 }
 
-async fn show(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn show(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let s = find(&service, &id)?;
     Ok(Json(view(&service, &s).await))
 }
@@ -568,7 +597,9 @@ async fn proof(State(service): State<Arc<Service>>, Path(id): Path<String>) -> R
     }
     let bytes = service.store.get(&proof_key(&id)).await.map_err(|e| match e {
         // Deleted under the service, by a lifecycle rule of the bucket shorter than its retention.
-        common::store::StoreError::NotFound(_) => ApiError(StatusCode::GONE, format!("the proof of job {id} is no longer in the store")),
+        common::store::StoreError::NotFound(_) => {
+            ApiError(StatusCode::GONE, format!("the proof of job {id} is no longer in the store"))
+        }
         e => internal(e),
     })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())

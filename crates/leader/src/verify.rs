@@ -14,8 +14,8 @@ use crate::Exit;
 pub fn read_files(path: &Path) -> Result<(Vec<ProofFile>, bool), Exit> {
     let text = std::fs::read_to_string(path).map_err(|e| Exit::Other(format!("reading {}: {e}", path.display())))?;
     let invalid = |e: VerifyError| Exit::Invalid(format!("{}: {e}", path.display()));
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Exit::Invalid(format!("{}: not a proof file: {e}", path.display())))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Exit::Invalid(format!("{}: not a proof file: {e}", path.display())))?;
     match value {
         serde_json::Value::Array(items) => {
             if items.is_empty() {
@@ -53,7 +53,8 @@ pub fn verify(proof: &Path, previous: Option<&Path>, cache: Option<Store>) -> Re
     for file in &files {
         let values = check(file, proof)?;
         if let Some(prev) = &before {
-            check_link(prev, &values).map_err(|e| Exit::Invalid(format!("{}: batch {}: {e}", proof.display(), values.batch_number)))?;
+            check_link(prev, &values)
+                .map_err(|e| Exit::Invalid(format!("{}: batch {}: {e}", proof.display(), values.batch_number)))?;
             if !values.previous_verified {
                 return Err(Exit::Invalid(format!(
                     "{}: batch {} does not verify the previous batch's proof",

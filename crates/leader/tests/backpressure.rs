@@ -62,7 +62,13 @@ impl ProvingBackend for GatedBackend {
     }
 }
 
-fn worker(uri: &str, store: &Store, name: &str, rounds: &[Round], backend: Arc<dyn ProvingBackend>) -> worker::daemon::Config {
+fn worker(
+    uri: &str,
+    store: &Store,
+    name: &str,
+    rounds: &[Round],
+    backend: Arc<dyn ProvingBackend>,
+) -> worker::daemon::Config {
     worker::daemon::Config {
         rounds: rounds.to_vec(),
         concurrency: 2,
@@ -98,7 +104,11 @@ fn busy_worker_leaves_the_rest(rounds: &[Round], first: [Round; 2]) {
     runtime.block_on(async {
         let job = "backpressure".to_string();
         let connection = leader::broker_fleet::connect(&vhost.uri()).await.ok().unwrap();
-        let mut fleet = leader::broker_fleet::start(connection, &vhost.uri(), store.clone(), std::slice::from_ref(&job)).await.ok().unwrap();
+        let mut fleet =
+            leader::broker_fleet::start(connection, &vhost.uri(), store.clone(), std::slice::from_ref(&job))
+                .await
+                .ok()
+                .unwrap();
         let shutdown = CancellationToken::new();
         let busy = tokio::spawn(worker::daemon::run(
             worker(&vhost.uri(), &store, "busy", rounds, Arc::new(GatedBackend(gate.clone()))),
@@ -108,7 +118,10 @@ fn busy_worker_leaves_the_rest(rounds: &[Round], first: [Round; 2]) {
             fleet.tasks.send(empty_task(&job, round, i as u32)).await.unwrap();
         }
         let held = gate.clone();
-        assert!(tokio::task::spawn_blocking(move || held.wait_held(2)).await.unwrap(), "the busy worker took two tasks");
+        assert!(
+            tokio::task::spawn_blocking(move || held.wait_held(2)).await.unwrap(),
+            "the busy worker took two tasks"
+        );
 
         let idle = tokio::spawn(worker::daemon::run(
             worker(&vhost.uri(), &store, "idle", rounds, Arc::new(worker::cli::NoopBackend)),

@@ -23,7 +23,8 @@ fn a_broker_restart_mid_job_is_ridden_out() {
     let mut w2 = fleet.worker("w2", &["--rounds", "witness,aggregate,final,compress"]);
     let input = fleet.synth("a.json", 16, 11);
     let proof = fleet.path("a.proof");
-    let leader = Proc::spawn(fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()]));
+    let leader =
+        Proc::spawn(fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()]));
     leader.wait_for(&["txs_proved=4 "], Duration::from_secs(300));
 
     let before = [w1.stderr().len(), w2.stderr().len()];
@@ -51,7 +52,8 @@ fn a_broker_restart_mid_job_is_ridden_out() {
     // consumer stays in place while it is busy).
     let queue = common::topology::task_queue(common::Round::Basic);
     let basic = support::management_get(&format!("/api/queues/{}/{queue}", fleet.vhost.name));
-    let tags: Vec<&str> = basic["consumer_details"].as_array().unwrap().iter().filter_map(|c| c["consumer_tag"].as_str()).collect();
+    let tags: Vec<&str> =
+        basic["consumer_details"].as_array().unwrap().iter().filter_map(|c| c["consumer_tag"].as_str()).collect();
     assert_eq!(tags.len(), 1, "one consumer on {queue}: {tags:?}");
     let generation: u64 = tags[0].strip_prefix("w1/basic/").and_then(|g| g.parse().ok()).unwrap_or(0);
     assert!(generation >= 2, "w1 consumes {queue} again after the restart: {tags:?}");

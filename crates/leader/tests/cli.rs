@@ -9,12 +9,8 @@ use prover::state::Address;
 use serde_json::Value;
 
 /// Small circuits: 8-level tree, 4 transactions per chunk, 2 chunks per batch.
-const SMALL: [(&str, &str); 4] = [
-    ("ZKFLEET_TREE_DEPTH", "8"),
-    ("ZKFLEET_CHUNK_SIZE", "4"),
-    ("ZKFLEET_ARITY", "2"),
-    ("ZKFLEET_LEVELS", "2"),
-];
+const SMALL: [(&str, &str); 4] =
+    [("ZKFLEET_TREE_DEPTH", "8"), ("ZKFLEET_CHUNK_SIZE", "4"), ("ZKFLEET_ARITY", "2"), ("ZKFLEET_LEVELS", "2")];
 
 /// The circuits of these parameters are built once for every test of the run and kept here
 /// (the cache itself is tested in the prover's and the S3 tests).
@@ -89,7 +85,19 @@ fn json(o: &Output) -> Value {
 
 fn synth(env: &Env, txs: usize, batches: usize, seed: u64) -> Value {
     let out = ok(env.leader(
-        &["synth", "--txs", &txs.to_string(), "--accounts", "12", "--batches", &batches.to_string(), "--seed", &seed.to_string(), "--tree-depth", "8"],
+        &[
+            "synth",
+            "--txs",
+            &txs.to_string(),
+            "--accounts",
+            "12",
+            "--batches",
+            &batches.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--tree-depth",
+            "8",
+        ],
         None,
     ));
     json(&out)
@@ -144,10 +152,9 @@ fn chain_of_batches_proves_and_verifies_and_tampering_is_caught() {
     ));
     assert!(out.stdout.is_empty(), "--output keeps stdout empty");
     let p3 = env.path("p3.json");
-    let verified = json(&ok(env.leader(
-        &["verify", "--proof", p3.to_str().unwrap(), "--previous-proof", p12.to_str().unwrap()],
-        None,
-    )));
+    let verified = json(&ok(
+        env.leader(&["verify", "--proof", p3.to_str().unwrap(), "--previous-proof", p12.to_str().unwrap()], None)
+    ));
     assert_eq!(verified["batch_number"], 3);
     assert_eq!(verified["tx_count"], 0);
     assert_eq!(verified["previous_verified"], true);
@@ -231,7 +238,11 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing_behind() {
     assert_eq!(stderr(&out).trim(), "error: stdin: the witness is larger than the limit of 1 MiB (--max-witness-mib)");
     env.assert_store_clean();
     assert_rejected(&env, &good.replace("\"version\":1", "\"version\":1,\"gas\":3"), "batch 7: unknown field `gas`");
-    assert_rejected(&env, &good.replace("\"version\":1", "\"version\":1,\"version\":1"), "batch 7: duplicate field `version`");
+    assert_rejected(
+        &env,
+        &good.replace("\"version\":1", "\"version\":1,\"version\":1"),
+        "batch 7: duplicate field `version`",
+    );
     assert_rejected(&env, &good.replace("\"nonce\":0}]}", "\"nonce\":\"0\"}]}"), "batch 7: invalid type");
     assert_rejected(
         &env,
@@ -316,7 +327,12 @@ fn versions_usage_errors_and_exit_codes() {
     env.assert_store_clean();
     // Circuit parameters a worker cannot preload: one line and 64, before it connects anywhere.
     let worker = Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker");
-    let out = run(worker.to_str().unwrap(), &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f", "--preload", "--levels", "9"], None, &env.store());
+    let out = run(
+        worker.to_str().unwrap(),
+        &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f", "--preload", "--levels", "9"],
+        None,
+        &env.store(),
+    );
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert_eq!(stderr(&out), "error: --preload: levels 9 is outside 1..=6\n");
 }
@@ -343,7 +359,11 @@ fn observability_settings_that_cannot_work_fail_at_start() {
     // `bin` started with these export variables; its exit code and its stderr.
     let start = |bin: &str, vars: &[(&str, &str)]| {
         let out = Command::new(bin)
-            .args(if bin.ends_with("worker") { &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f"][..] } else { &["verify", "--proof", "x"][..] })
+            .args(if bin.ends_with("worker") {
+                &["--amqp-uri", "amqp://u:p@127.0.0.1:1/%2f"][..]
+            } else {
+                &["verify", "--proof", "x"][..]
+            })
             .envs(vars.iter().copied())
             .env("ZKFLEET_STORE", env.store())
             .stdin(Stdio::null())
@@ -352,7 +372,10 @@ fn observability_settings_that_cannot_work_fail_at_start() {
         (out.status.code(), stderr(&out))
     };
     // An OTLP endpoint that is not a URL: one line and 64, for the leader and the worker.
-    for bin in [env!("CARGO_BIN_EXE_leader"), Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker").to_str().unwrap()] {
+    for bin in [
+        env!("CARGO_BIN_EXE_leader"),
+        Path::new(env!("CARGO_BIN_EXE_leader")).with_file_name("worker").to_str().unwrap(),
+    ] {
         let (code, text) = start(bin, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")]);
         assert_eq!(code, Some(64), "{bin}: {text}");
         assert_eq!(text.lines().count(), 1, "{text}");
@@ -366,7 +389,10 @@ fn observability_settings_that_cannot_work_fail_at_start() {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "OTEL_EXPORTER_OTLP_TIMEOUT=soon: not a number of milliseconds"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "OTEL_EXPORTER_OTLP_HEADERS: `api-key` is not key=value"),
     ] {
-        let (code, text) = start(env!("CARGO_BIN_EXE_leader"), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), (var, value)]);
+        let (code, text) = start(
+            env!("CARGO_BIN_EXE_leader"),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), (var, value)],
+        );
         assert_eq!(code, Some(64), "{var}: {text}");
         assert_eq!(text.trim_end(), format!("error: tracing export to http://127.0.0.1:4318: {says}"), "{var}");
     }

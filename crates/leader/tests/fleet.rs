@@ -111,7 +111,11 @@ fn a_leader_stopped_by_sigterm_is_resumed() {
     let (code, _, err) = leader.finish(Duration::from_secs(60));
     assert_eq!(code, Some(1), "{}", err.join("\n"));
     let last = err.last().cloned().unwrap_or_default();
-    assert!(last.contains("stopped (SIGTERM)") && last.contains(&format!("leader resume {}", jobs.join(" "))), "{}", err.join("\n"));
+    assert!(
+        last.contains("stopped (SIGTERM)") && last.contains(&format!("leader resume {}", jobs.join(" "))),
+        "{}",
+        err.join("\n")
+    );
 
     let proof = fleet.path("a.proof");
     let mut args = vec!["resume", "--output", proof.to_str().unwrap()];
@@ -191,7 +195,9 @@ fn an_unreachable_or_refusing_broker_is_one_line_and_exit_1() {
         assert_eq!(err.len(), 1, "{uri}: {}", err.join("\n"));
     }
     // Nothing was staged.
-    assert!(!fleet.store().join("jobs").exists() || std::fs::read_dir(fleet.store().join("jobs")).unwrap().count() == 0);
+    assert!(
+        !fleet.store().join("jobs").exists() || std::fs::read_dir(fleet.store().join("jobs")).unwrap().count() == 0
+    );
 }
 
 #[test]
@@ -241,7 +247,8 @@ fn a_preloading_worker_takes_tasks_only_with_its_circuits_ready() {
     // Every circuit of every round was there before the first task: none loaded or built after.
     let log = w.stderr();
     let ready = log.iter().position(|l| l.contains("circuits ready")).unwrap();
-    let circuits = |lines: &[String]| lines.iter().filter(|l| l.contains("circuit loaded") || l.contains("circuit built")).count();
+    let circuits =
+        |lines: &[String]| lines.iter().filter(|l| l.contains("circuit loaded") || l.contains("circuit built")).count();
     // Aggregate 1 and 2, final, compress (the basic round is a STARK with no circuit to build).
     assert_eq!(circuits(&log[..ready]), 4, "{}", log.join("\n"));
     assert_eq!(circuits(&log[ready..]), 0, "{}", log.join("\n"));

@@ -42,7 +42,10 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
                     .filter(|p| !p.is_empty())
                     .map(|pair| {
                         let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("bad label: {line}"));
-                        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or_else(|| panic!("unquoted: {line}"));
+                        let v = v
+                            .strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .unwrap_or_else(|| panic!("unquoted: {line}"));
                         (k.to_string(), v.to_string())
                     })
                     .collect();
@@ -80,7 +83,8 @@ fn a_job_shows_in_metrics_logs_and_status() {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
     let worker = support::Proc::spawn(cmd);
     let serving = worker.wait_for(&["serving /livez"], TIMEOUT);
-    let addr = serde_json::from_str::<serde_json::Value>(&serving).unwrap()["fields"]["addr"].as_str().unwrap().to_string();
+    let addr =
+        serde_json::from_str::<serde_json::Value>(&serving).unwrap()["fields"]["addr"].as_str().unwrap().to_string();
     worker.wait_for(&["worker started"], TIMEOUT);
 
     let store = common::Store::open(fleet.store().to_str().unwrap()).unwrap();
@@ -154,7 +158,8 @@ fn a_job_shows_in_metrics_logs_and_status() {
         assert_eq!(fields["level"].is_null(), fields["round"] != "aggregate", "{line}");
         assert!(fields["attempt"].is_null(), "{line}");
     }
-    let rounds: std::collections::BTreeSet<&str> = done.iter().map(|l| l["fields"]["round"].as_str().unwrap()).collect();
+    let rounds: std::collections::BTreeSet<&str> =
+        done.iter().map(|l| l["fields"]["round"].as_str().unwrap()).collect();
     assert_eq!(rounds.len(), 5, "{rounds:?}");
     // The worker exported its task spans to the OTLP endpoint over HTTP/protobuf (the last ones
     // when it stopped): the job id and the span name are in the bodies.

@@ -25,7 +25,11 @@ fn object_names(dir: &std::path::Path) -> Vec<String> {
             .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
             .flat_map(|p| {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                if p.is_dir() { object_names(&p).into_iter().map(|n| format!("{name}/{n}")).collect() } else { vec![name] }
+                if p.is_dir() {
+                    object_names(&p).into_iter().map(|n| format!("{name}/{n}")).collect()
+                } else {
+                    vec![name]
+                }
             })
             .collect(),
     }
@@ -40,7 +44,12 @@ fn jobs_prove_with_the_store_on_s3() {
     let input = fleet.synth("a.json", 12, 21);
     let proof = fleet.path("a.proof");
     let leader = Proc::spawn(fleet.leader(&[
-        "prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap(), "--keep-artifacts",
+        "prove",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        proof.to_str().unwrap(),
+        "--keep-artifacts",
     ]));
     let job = job_ids(&leader.wait_for(&["jobs staged"], Duration::from_secs(60))).remove(0);
     let (code, _, err) = leader.finish(JOB_TIMEOUT);
@@ -48,7 +57,12 @@ fn jobs_prove_with_the_store_on_s3() {
     let values = fleet.verify(&proof);
     assert_eq!(values["tx_count"], 12);
     let circuits = fleet.s3_objects().join("circuits");
-    assert_eq!(objects(&circuits), 4, "aggregate-1, aggregate-2, final and compress are cached: {:?}", object_names(&circuits));
+    assert_eq!(
+        objects(&circuits),
+        4,
+        "aggregate-1, aggregate-2, final and compress are cached: {:?}",
+        object_names(&circuits)
+    );
 
     // Every artifact is in the bucket, under the prefix, until `purge`.
     let job_dir = fleet.s3_objects().join("jobs").join(&job);

@@ -26,7 +26,8 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -103,7 +104,11 @@ impl Service {
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = workers.iter().map(|w| w.stderr().join("\n")).collect();
-                panic!("job {id} still running after {timeout:?}: {view}\nservice:\n{}\nworkers:\n{}", self.proc.stderr().join("\n"), logs.join("\n"));
+                panic!(
+                    "job {id} still running after {timeout:?}: {view}\nservice:\n{}\nworkers:\n{}",
+                    self.proc.stderr().join("\n"),
+                    logs.join("\n")
+                );
             }
             std::thread::park_timeout(Duration::from_millis(200));
         }
@@ -120,8 +125,19 @@ impl Service {
 /// `batches` consecutive batches of 8 transactions of chain `chain`, one JSON document each.
 fn chain(fleet: &Fleet, chain: u64, batches: usize, seed: u64) -> Vec<Vec<u8>> {
     let out = fleet.run_leader(&[
-        "synth", "--txs", "8", "--accounts", "12", "--seed", &seed.to_string(), "--tree-depth", "8",
-        "--chain-id", &chain.to_string(), "--batches", &batches.to_string(),
+        "synth",
+        "--txs",
+        "8",
+        "--accounts",
+        "12",
+        "--seed",
+        &seed.to_string(),
+        "--tree-depth",
+        "8",
+        "--chain-id",
+        &chain.to_string(),
+        "--batches",
+        &batches.to_string(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     match serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap() {
@@ -154,10 +170,18 @@ fn jobs_page_showing(fleet: &Fleet, service: &Service, job: &str) -> String {
         if row.contains(">running<") && row.contains("data-round=\"basic\"") {
             let shot = concat!(env!("CARGO_TARGET_TMPDIR"), "/serve-jobs-page.png");
             let out = chromium(fleet, &["--window-size=1280,600", &format!("--screenshot={shot}"), &url]);
-            assert!(out.status.success() && Path::new(shot).exists(), "screenshot: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success() && Path::new(shot).exists(),
+                "screenshot: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             return dom;
         }
-        assert!(Instant::now() < deadline, "the page never showed {job} running with its rounds:\n{dom}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed {job} running with its rounds:\n{dom}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::park_timeout(Duration::from_millis(500));
     }
 }
@@ -236,7 +260,8 @@ fn bad_requests_are_refused_and_a_cancelled_job_is_left_alone() {
     assert_eq!(service.call("GET", "/readyz", None, None).status, 200);
 
     // A bad witness: 400 with one line naming what is wrong; nothing staged or queued.
-    let mut duplicated = serde_json::to_string(&serde_json::from_slice::<serde_json::Value>(&witness).unwrap()).unwrap();
+    let mut duplicated =
+        serde_json::to_string(&serde_json::from_slice::<serde_json::Value>(&witness).unwrap()).unwrap();
     duplicated.insert_str(1, "\"version\":1,");
     let reply = service.call("POST", "/v1/jobs", Some(TOKEN), Some(duplicated.as_bytes()));
     assert_eq!(reply.status, 400);
@@ -250,7 +275,8 @@ fn bad_requests_are_refused_and_a_cancelled_job_is_left_alone() {
     assert_eq!(service.status_of_announced_body(2 << 20), 413);
     assert!(!fleet.store().join("jobs").exists(), "nothing staged");
     let queues = support::management_get(&format!("/api/queues/{}", fleet.vhost.name));
-    let holding: Vec<&serde_json::Value> = queues.as_array().unwrap().iter().filter(|q| q["messages"].as_u64().unwrap_or(0) > 0).collect();
+    let holding: Vec<&serde_json::Value> =
+        queues.as_array().unwrap().iter().filter(|q| q["messages"].as_u64().unwrap_or(0) > 0).collect();
     assert!(holding.is_empty(), "nothing queued: {holding:?}");
 
     // A job cancelled while queued: the worker that comes later starts none of its tasks.

@@ -36,7 +36,12 @@ fn one_job_is_one_trace_across_the_broker() {
         let config = worker::daemon::Config {
             concurrency: 2,
             grace: Duration::from_secs(5),
-            ..worker::daemon::Config::new(vhost.uri(), store.clone(), "trace-worker", Arc::new(worker::cli::NoopBackend))
+            ..worker::daemon::Config::new(
+                vhost.uri(),
+                store.clone(),
+                "trace-worker",
+                Arc::new(worker::cli::NoopBackend),
+            )
         };
         let worker = tokio::spawn(worker::daemon::run(config, shutdown.clone()));
         let plan = noop_job(&store, "trace-1", 16).await;

@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
+use plonky2::field::types::Sample;
 use prover::batch::{AccountEntry, Amount, Batch, Transaction};
 use prover::execute::execute;
-use plonky2::field::types::Sample;
 use prover::stark::{self, poseidon, transfer, CommitmentEngine, CpuEngine};
 use prover::state::Address;
 use prover::{Params, C, D, F};

@@ -31,10 +31,16 @@ fn touch_all(set: &CircuitSet) -> Vec<(String, f64)> {
     };
     // The basic round is a STARK and has no circuit; level 1 verifies it.
     for level in 1..=set.params().levels {
-        time(format!("aggregate-{level}"), &|| { set.aggregate(level); });
+        time(format!("aggregate-{level}"), &|| {
+            set.aggregate(level);
+        });
     }
-    time("final".into(), &|| { set.final_circuit(); });
-    time("compress".into(), &|| { set.compress(); });
+    time("final".into(), &|| {
+        set.final_circuit();
+    });
+    time("compress".into(), &|| {
+        set.compress();
+    });
     times
 }
 
@@ -74,11 +80,20 @@ fn main() {
     }
     let warm_s3 = touch_all(&CircuitSet::with_cache(params, cache(&s3, &rt)));
 
-    println!("{:12} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}", "circuit", "rows", "entry MiB", "cold s", "local s", "upload s", "s3 s");
+    println!(
+        "{:12} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "circuit", "rows", "entry MiB", "cold s", "local s", "upload s", "s3 s"
+    );
     for i in 0..cold.len() {
         println!(
             "{:12} {:>6} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
-            cold[i].0, format!("2^{}", bits[i]), sizes[i], cold[i].1, warm_local[i].1, uploads[i], warm_s3[i].1
+            cold[i].0,
+            format!("2^{}", bits[i]),
+            sizes[i],
+            cold[i].1,
+            warm_local[i].1,
+            uploads[i],
+            warm_s3[i].1
         );
     }
     let total = |t: &[(String, f64)]| t.iter().map(|(_, s)| s).sum::<f64>();

@@ -22,7 +22,10 @@ fn gates<S: Stark<F, D> + Copy>(stark: S, config: &StarkConfig, degree_bits: usi
 fn main() {
     let degree_bits = std::env::args().nth(1).map(|a| a.parse().expect("degree bits")).unwrap_or(14);
     println!("one verification of a 2^{degree_bits}-row STARK, gates");
-    println!("{:>5} {:>7} {:>22} {:>14} {:>14}", "rate", "queries", "transfer (641 cols)", "2 lanes (496)", "1 lane (248)");
+    println!(
+        "{:>5} {:>7} {:>22} {:>14} {:>14}",
+        "rate", "queries", "transfer (641 cols)", "2 lanes (496)", "1 lane (248)"
+    );
     for (rate_bits, queries) in [(1, 84), (2, 42), (3, 28)] {
         let mut config = stark::config();
         config.fri_config.rate_bits = rate_bits;

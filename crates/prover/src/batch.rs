@@ -123,15 +123,12 @@ impl FromStr for Address {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let hex_part = s
-            .strip_prefix("0x")
-            .ok_or_else(|| format!("address {s:?} does not start with 0x"))?;
+        let hex_part = s.strip_prefix("0x").ok_or_else(|| format!("address {s:?} does not start with 0x"))?;
         if hex_part.len() != 40 {
             return Err(format!("address {s:?} is not 20 bytes of hex"));
         }
         let mut out = [0u8; 20];
-        hex::decode_to_slice(hex_part, &mut out)
-            .map_err(|_| format!("address {s:?} is not valid hex"))?;
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| format!("address {s:?} is not valid hex"))?;
         Ok(Address(out))
     }
 }
@@ -162,9 +159,7 @@ impl FromStr for Amount {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("amount {s:?} is not a decimal string"));
         }
-        s.parse::<u128>()
-            .map(Amount)
-            .map_err(|_| format!("amount {s:?} does not fit in 128 bits"))
+        s.parse::<u128>().map(Amount).map_err(|_| format!("amount {s:?} does not fit in 128 bits"))
     }
 }
 
@@ -223,7 +218,8 @@ mod tests {
         assert!(err.starts_with("batch 7: duplicate field `version`"), "{err}");
         // In a nested object, and in the second batch of an array.
         let nested = batch_json("").replace(r#""value":"250""#, r#""value":"250","value":"1""#);
-        let err = parse_batches(&format!("[{},{nested}]", batch_json("").replace(":7,", ":6,"))).unwrap_err().to_string();
+        let err =
+            parse_batches(&format!("[{},{nested}]", batch_json("").replace(":7,", ":6,"))).unwrap_err().to_string();
         assert!(err.starts_with("batch 7: duplicate field `value`"), "{err}");
     }
 

@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
 use crate::params::Params;
-use crate::state::{
-    leaf_hash, u128_limbs, u64_limbs, zero_digest, Account, Address, Digest, SparseMerkleTree,
-};
+use crate::state::{leaf_hash, u128_limbs, u64_limbs, zero_digest, Account, Address, Digest, SparseMerkleTree};
 use crate::F;
 
 /// A digest as plain integers, for messages and files.
@@ -96,11 +94,8 @@ impl State {
     /// Builds the pre-state of `batch`, rejecting duplicate accounts and colliding positions.
     pub fn from_batch(batch: &Batch, params: &Params) -> Result<Self, InvalidBatch> {
         let invalid = |reason: String| InvalidBatch { batch: batch.batch_number, tx: None, reason };
-        let mut state = State {
-            tree: SparseMerkleTree::new(params.tree_depth),
-            accounts: HashMap::new(),
-            owners: HashMap::new(),
-        };
+        let mut state =
+            State { tree: SparseMerkleTree::new(params.tree_depth), accounts: HashMap::new(), owners: HashMap::new() };
         for (i, entry) in batch.accounts.iter().enumerate() {
             if state.accounts.contains_key(&entry.address) {
                 return Err(invalid(format!("account {i}: duplicate address {}", entry.address)));
@@ -181,19 +176,16 @@ pub fn execute(batch: &Batch, params: &Params) -> Result<ExecutedBatch, InvalidB
             return Err(invalid(format!("wrong nonce: expected {}, got {}", sender.nonce, tx.nonce)));
         }
         if sender.balance < value {
-            return Err(invalid(format!(
-                "insufficient balance: {} has {}, sends {value}",
-                tx.from, sender.balance
-            )));
+            return Err(invalid(format!("insufficient balance: {} has {}, sends {value}", tx.from, sender.balance)));
         }
         let Some(next_nonce) = sender.nonce.checked_add(1) else {
             return Err(invalid(format!("sender {} nonce overflows", tx.from)));
         };
         let sender_path = state.path(&tx.from);
         let debited = Account { balance: sender.balance - value, nonce: next_nonce };
-        state.claim(&tx.from, debited).map_err(|other| {
-            invalid(format!("sender {} collides with {other} at the same leaf position", tx.from))
-        })?;
+        state
+            .claim(&tx.from, debited)
+            .map_err(|other| invalid(format!("sender {} collides with {other} at the same leaf position", tx.from)))?;
 
         let receiver = state.account(&tx.to);
         let Some(credited_balance) = receiver.balance.checked_add(value) else {
@@ -202,9 +194,7 @@ pub fn execute(batch: &Batch, params: &Params) -> Result<ExecutedBatch, InvalidB
         let receiver_path = state.path(&tx.to);
         state
             .claim(&tx.to, Account { balance: credited_balance, nonce: receiver.nonce })
-            .map_err(|other| {
-                invalid(format!("receiver {} collides with {other} at the same leaf position", tx.to))
-            })?;
+            .map_err(|other| invalid(format!("receiver {} collides with {other} at the same leaf position", tx.to)))?;
 
         commitment = next_commitment(commitment, &tx.from, &tx.to, value, tx.nonce);
         chunks.last_mut().expect("a chunk was opened above").txs.push(TxWitness {
@@ -343,9 +333,7 @@ mod tests {
         // Search two addresses with the same position in a tiny tree.
         let p = Params { tree_depth: 4, ..params() };
         let mut seen: HashMap<u64, u8> = HashMap::new();
-        let (a, b) = (0..=255u8)
-            .find_map(|i| seen.insert(addr(i).position(4), i).map(|j| (j, i)))
-            .unwrap();
+        let (a, b) = (0..=255u8).find_map(|i| seen.insert(addr(i).position(4), i).map(|j| (j, i))).unwrap();
         let err = execute(&batch(&[(a, 1, 0), (b, 1, 0)], &[]), &p).unwrap_err();
         assert!(err.reason.contains("collides with"), "{err}");
         // A transfer into the occupied position is just as invalid.

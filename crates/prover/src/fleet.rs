@@ -86,8 +86,8 @@ impl ProvingBackend for ReferenceBackend {
     }
 
     fn prove(&self, task: &Task, inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, TaskError> {
-        let params = decode_params(&task.params)
-            .map_err(|e| TaskError::permanent(format!("task {}: {e}", task.id())))?;
+        let params =
+            decode_params(&task.params).map_err(|e| TaskError::permanent(format!("task {}: {e}", task.id())))?;
         let backend = self.backend(params);
         let expect_inputs = |n: std::ops::RangeInclusive<usize>| {
             if n.contains(&inputs.len()) {

@@ -16,8 +16,8 @@ pub mod execute;
 pub mod fleet;
 pub mod params;
 pub mod proof_file;
-pub mod state;
 pub mod stark;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -26,11 +26,11 @@ use plonky2::plonk::circuit_data::CommonCircuitData;
 use plonky2::plonk::config::PoseidonGoldilocksConfig;
 use plonky2::plonk::proof::ProofWithPublicInputs;
 
+use circuits::aggregate::ChildProofs;
 pub use circuits::cache::{CircuitCache, StoreCache};
 pub use circuits::CircuitSet;
-use circuits::aggregate::ChildProofs;
-pub use stark::{CommitmentEngine, CpuEngine, StarkProof};
 pub use params::Params;
+pub use stark::{CommitmentEngine, CpuEngine, StarkProof};
 
 pub const D: usize = 2;
 pub type C = PoseidonGoldilocksConfig;
@@ -110,8 +110,14 @@ impl Backend {
         if let Some(row) = stark::transfer::first_failing_row(&stark, &trace) {
             let k = row / stark::transfer::rows_per_transfer(self.params().tree_depth);
             return Err(ProveError::InvalidInput(match chunk.txs.get(k) {
-                Some(_) => format!("transaction {} breaks the transfer constraints (basic trace row {row})", chunk.first_tx + k),
-                None => format!("chunk at transaction {} breaks the transfer constraints at padding row {row}", chunk.first_tx),
+                Some(_) => format!(
+                    "transaction {} breaks the transfer constraints (basic trace row {row})",
+                    chunk.first_tx + k
+                ),
+                None => format!(
+                    "chunk at transaction {} breaks the transfer constraints at padding row {row}",
+                    chunk.first_tx
+                ),
             }));
         }
         let proof = stark::prove(&stark, &trace, self.engine.as_ref()).map_err(failed)?;
@@ -184,9 +190,8 @@ impl Backend {
         let previous = previous_final
             .map(|bytes| {
                 let p = decode(bytes, &fin.data.common, "previous final proof")?;
-                fin.verify(&p).map_err(|e| {
-                    ProveError::InvalidInput(format!("previous final proof does not verify: {e:#}"))
-                })?;
+                fin.verify(&p)
+                    .map_err(|e| ProveError::InvalidInput(format!("previous final proof does not verify: {e:#}")))?;
                 Ok::<_, ProveError>(p)
             })
             .transpose()?;

@@ -99,8 +99,8 @@ impl ProofFile {
     }
 
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
-        let file: ProofFile = serde_json::from_str(text)
-            .map_err(|e| VerifyError::Malformed(format!("not a proof file: {e}")))?;
+        let file: ProofFile =
+            serde_json::from_str(text).map_err(|e| VerifyError::Malformed(format!("not a proof file: {e}")))?;
         if file.format != FORMAT {
             return Err(VerifyError::Malformed(format!("unknown proof format {:?}", file.format)));
         }
@@ -110,9 +110,7 @@ impl ProofFile {
 
     /// The final proof inside, decoded and checked: what a next batch chains onto.
     pub fn chain_proof_bytes(&self) -> Result<Vec<u8>, VerifyError> {
-        BASE64
-            .decode(&self.chain_proof)
-            .map_err(|e| VerifyError::Malformed(format!("chain_proof is not base64: {e}")))
+        BASE64.decode(&self.chain_proof).map_err(|e| VerifyError::Malformed(format!("chain_proof is not base64: {e}")))
     }
 
     /// Checks the digest, both proofs and the public values. `circuits` must be built from
@@ -128,9 +126,8 @@ impl ProofFile {
                 self.circuit_digest
             )));
         }
-        let bytes = BASE64
-            .decode(&self.proof)
-            .map_err(|e| VerifyError::Malformed(format!("proof is not base64: {e}")))?;
+        let bytes =
+            BASE64.decode(&self.proof).map_err(|e| VerifyError::Malformed(format!("proof is not base64: {e}")))?;
         let compress = circuits.compress();
         let proof = Proof::from_bytes(bytes, &compress.data.common)
             .map_err(|e| VerifyError::Rejected(format!("proof does not decode: {e}")))?;
@@ -140,15 +137,12 @@ impl ProofFile {
             .map_err(|e| VerifyError::Rejected(format!("proof does not verify: {e}")))?;
         let values = values_from(&proof.public_inputs);
         if values != self.public_values {
-            return Err(VerifyError::Rejected(
-                "public values in the file differ from the ones the proof binds".into(),
-            ));
+            return Err(VerifyError::Rejected("public values in the file differ from the ones the proof binds".into()));
         }
         let fin = circuits.final_circuit();
         let chain = Proof::from_bytes(self.chain_proof_bytes()?, &fin.data.common)
             .map_err(|e| VerifyError::Rejected(format!("chain proof does not decode: {e}")))?;
-        fin.verify(&chain)
-            .map_err(|e| VerifyError::Rejected(format!("chain proof does not verify: {e}")))?;
+        fin.verify(&chain).map_err(|e| VerifyError::Rejected(format!("chain proof does not verify: {e}")))?;
         if values_from(&chain.public_inputs[..NUM_VALUES]) != values {
             return Err(VerifyError::Rejected("chain proof is for other public values".into()));
         }

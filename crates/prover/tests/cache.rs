@@ -76,11 +76,7 @@ fn digest_of(data: &plonky2::plonk::circuit_data::CircuitData<prover::F, prover:
 }
 
 fn digests(set: &CircuitSet) -> Vec<String> {
-    vec![
-        digest_of(&set.aggregate(1).data),
-        digest_of(&set.final_circuit().data),
-        digest_of(&set.compress().data),
-    ]
+    vec![digest_of(&set.aggregate(1).data), digest_of(&set.final_circuit().data), digest_of(&set.compress().data)]
 }
 
 #[test]
@@ -101,7 +97,11 @@ fn a_warm_cache_gives_the_circuits_a_cold_build_gives() {
     let warm_cache = Counting::new(&store, &rt);
     let warm = Backend::with_cache(params(), Some(warm_cache.clone()));
     let warm_file = prove_batch(&warm);
-    assert_eq!(warm_cache.saves.load(Ordering::SeqCst) + warm_cache.replaces.load(Ordering::SeqCst), 0, "a warm process builds nothing");
+    assert_eq!(
+        warm_cache.saves.load(Ordering::SeqCst) + warm_cache.replaces.load(Ordering::SeqCst),
+        0,
+        "a warm process builds nothing"
+    );
     assert_eq!(warm_cache.loads.load(Ordering::SeqCst), 3);
 
     assert_eq!(digests(warm.circuits()), digests(cold.circuits()), "loaded circuits have the built circuits' digests");
@@ -132,7 +132,11 @@ fn a_damaged_entry_is_rebuilt_and_replaced() {
         assert_eq!(cache.replaces.load(Ordering::SeqCst), 1, "the damaged entry is replaced");
         let again = Counting::new(&store, &rt);
         CircuitSet::with_cache(params(), Some(again.clone())).aggregate(1);
-        assert_eq!(again.saves.load(Ordering::SeqCst) + again.replaces.load(Ordering::SeqCst), 0, "the new entry loads");
+        assert_eq!(
+            again.saves.load(Ordering::SeqCst) + again.replaces.load(Ordering::SeqCst),
+            0,
+            "the new entry loads"
+        );
     }
 }
 
@@ -162,4 +166,3 @@ fn two_processes_racing_leave_one_whole_entry() {
     assert_eq!(digest_of(&set.aggregate(1).data), built[0]);
     assert_eq!(after.saves.load(Ordering::SeqCst) + after.replaces.load(Ordering::SeqCst), 0, "the entry left loads");
 }
-

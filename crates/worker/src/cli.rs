@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use common::topology::Pool;
 use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
+use common::topology::Pool;
 use common::{ProvingBackend, Round, Task, TaskError};
 
 use prover::cli::ParamsArgs;

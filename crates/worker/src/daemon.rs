@@ -36,7 +36,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-
 pub struct Config {
     pub amqp_uri: String,
     pub store: Store,
@@ -67,7 +66,12 @@ impl Config {
     /// A worker named `name` of the CPU pool (every round), with the command line's defaults for
     /// the rest: one task at a time, the default grace period, no HTTP endpoint, no task or idle
     /// limit, nothing preloaded. Change a field with struct update syntax.
-    pub fn new(amqp_uri: impl Into<String>, store: Store, name: impl Into<String>, backend: Arc<dyn ProvingBackend>) -> Self {
+    pub fn new(
+        amqp_uri: impl Into<String>,
+        store: Store,
+        name: impl Into<String>,
+        backend: Arc<dyn ProvingBackend>,
+    ) -> Self {
         Self {
             amqp_uri: amqp_uri.into(),
             store,
@@ -243,7 +247,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
                 let tag = format!("{}/{round}/{generation}", config.name);
                 let queue = topology::task_queue(*round);
                 let options = BasicConsumeOptions::default();
-                match c.channel.basic_consume(queue.as_str().into(), tag.as_str().into(), options, FieldTable::default()).await {
+                match c
+                    .channel
+                    .basic_consume(queue.as_str().into(), tag.as_str().into(), options, FieldTable::default())
+                    .await
+                {
                     Ok(consumer) => {
                         consumers.push(consumer);
                         tags.push(tag);
@@ -330,7 +338,8 @@ struct Consuming {
 
 impl Consuming {
     async fn open(config: &Config) -> Result<Self, WorkerError> {
-        let connection = broker::connect_once(&config.amqp_uri, &format!("zkfleet-worker {} tasks", config.name)).await?;
+        let connection =
+            broker::connect_once(&config.amqp_uri, &format!("zkfleet-worker {} tasks", config.name)).await?;
         let channel = connection.create_channel().await?;
         channel.basic_qos(config.concurrency.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await?;
         Ok(Self { connection, channel })
@@ -340,7 +349,8 @@ impl Consuming {
     fn drop_lost(consuming: &mut Option<Self>) {
         if let Some(lost) = consuming.take() {
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), lost.connection.close(200, "reopening".into())).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), lost.connection.close(200, "reopening".into())).await;
             });
         }
     }
@@ -377,7 +387,13 @@ async fn follow_cancellations(
     let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
     channel.queue_declare(queue.as_str().into(), options, FieldTable::default()).await?;
     channel
-        .queue_bind(queue.as_str().into(), CONTROL_EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.as_str().into(),
+            CONTROL_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let options = BasicConsumeOptions { no_ack: true, ..Default::default() };
     let mut consumer = channel

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::topology::Pool;
 use common::Round;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit,
+};
 
 pub const TASKS_STARTED: &str = "zkfleet_worker_tasks_started_total";
 pub const TASKS_FINISHED: &str = "zkfleet_worker_tasks_finished_total";
@@ -126,7 +128,11 @@ pub fn task_started(round: Round, pool: &'static str) -> InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let pool = self.pool;
-        with(pool_index(pool).map(|p| &IN_FLIGHT[p]), || gauge!(PROOFS_IN_FLIGHT, "pool" => pool), |g| g.decrement(1.0));
+        with(
+            pool_index(pool).map(|p| &IN_FLIGHT[p]),
+            || gauge!(PROOFS_IN_FLIGHT, "pool" => pool),
+            |g| g.decrement(1.0),
+        );
     }
 }
 

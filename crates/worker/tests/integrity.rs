@@ -73,5 +73,9 @@ async fn a_substituted_input_fails_against_the_recorded_digest() {
     let outcome = run(&store, &task(Some(digest(b"another witness")))).await;
     assert_eq!(outcome, TaskOutcome::Done { reused: false, digests: vec![digest(b"")] });
     let again = run(&store, &task(Some(digest(b"another witness")))).await;
-    assert_eq!(again, TaskOutcome::Done { reused: true, digests: vec![digest(b"")] }, "a redelivery reports the stored output");
+    assert_eq!(
+        again,
+        TaskOutcome::Done { reused: true, digests: vec![digest(b"")] },
+        "a redelivery reports the stored output"
+    );
 }

@@ -20,10 +20,8 @@ impl LocalStore {
         if path.as_os_str().is_empty() {
             return Err(StoreError::BadUrl { url: url.into(), reason: "empty path".into() });
         }
-        std::fs::create_dir_all(&path).map_err(|e| StoreError::BadUrl {
-            url: url.into(),
-            reason: format!("cannot create directory: {e}"),
-        })?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| StoreError::BadUrl { url: url.into(), reason: format!("cannot create directory: {e}") })?;
         Ok(Self { root: Arc::new(path) })
     }
 

@@ -203,11 +203,14 @@ impl Store {
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
         check_key(key)?;
         let timer = crate::metrics::StoreTimer::start();
-        timer.write(bytes.len(), match self {
-            Store::Local(s) => Box::pin(s.put(key, bytes)).await,
-            Store::S3(s) => Box::pin(s.put(key, bytes, true)).await,
-            Store::Memory(s) => Ok(s.put(key, bytes)),
-        })
+        timer.write(
+            bytes.len(),
+            match self {
+                Store::Local(s) => Box::pin(s.put(key, bytes)).await,
+                Store::S3(s) => Box::pin(s.put(key, bytes, true)).await,
+                Store::Memory(s) => Ok(s.put(key, bytes)),
+            },
+        )
     }
 
     /// Writes `bytes` under `key`, replacing what is there. Only for small records that change
@@ -271,9 +274,12 @@ impl Store {
 
 /// Keys are relative paths of plain segments: no `..`, no empty segment, no leading slash.
 fn check_key(key: &str) -> Result<(), StoreError> {
-    let ok = !key.is_empty()
-        && key.split('/').all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'));
-    if ok { Ok(()) } else { Err(StoreError::BadKey(key.into())) }
+    let ok = !key.is_empty() && key.split('/').all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadKey(key.into()))
+    }
 }
 
 #[cfg(test)]

@@ -108,7 +108,9 @@ impl S3Options {
                 "endpoint" => endpoint = Some(value.to_string()),
                 "region" => region = Some(value.to_string()),
                 "path_style" => {
-                    path_style = Some(value.parse::<bool>().map_err(|_| bad(format!("path_style={value} is not true or false")))?)
+                    path_style = Some(
+                        value.parse::<bool>().map_err(|_| bad(format!("path_style={value} is not true or false")))?,
+                    )
                 }
                 _ => return Err(bad(format!("unknown setting {name:?} (settings: endpoint, region, path_style)"))),
             }
@@ -119,7 +121,8 @@ impl S3Options {
         };
         options.endpoint = merge(endpoint, args.s3_endpoint.clone(), "endpoint")?;
         options.region = merge(region, args.s3_region.clone(), "region")?;
-        let path_style = merge(path_style.map(|b| b.to_string()), args.s3_path_style.map(|b| b.to_string()), "path-style")?;
+        let path_style =
+            merge(path_style.map(|b| b.to_string()), args.s3_path_style.map(|b| b.to_string()), "path-style")?;
         if let Some(e) = &options.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
                 return Err(bad(format!("the S3 endpoint {e} is not an http:// or https:// URL")));
@@ -182,7 +185,9 @@ impl S3Store {
             .head_bucket()
             .bucket(&self.options.bucket)
             .customize()
-            .config_override(aws_sdk_s3::config::Config::builder().retry_config(RetryConfig::standard().with_max_attempts(2)))
+            .config_override(
+                aws_sdk_s3::config::Config::builder().retry_config(RetryConfig::standard().with_max_attempts(2)),
+            )
             .send();
         match tokio::time::timeout(CONNECT_BUDGET, probe).await {
             Err(_) => Err(StoreError::Unavailable {
@@ -309,12 +314,26 @@ impl S3Store {
         if uploaded.is_err() {
             // Parts of an abandoned upload are billed until aborted; a lifecycle rule cleans up
             // what this misses (docs/deploy.md).
-            let _ = self.client.abort_multipart_upload().bucket(&self.options.bucket).key(&object).upload_id(&id).send().await;
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.options.bucket)
+                .key(&object)
+                .upload_id(&id)
+                .send()
+                .await;
         }
         uploaded
     }
 
-    async fn upload_part(&self, key: &str, object: &str, id: &str, number: i32, chunk: &[u8]) -> Result<CompletedPart, StoreError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        object: &str,
+        id: &str,
+        number: i32,
+        chunk: &[u8],
+    ) -> Result<CompletedPart, StoreError> {
         let out = self
             .client
             .upload_part()
@@ -355,7 +374,8 @@ impl S3Store {
 
     pub(super) async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         let listed = format!("{}/", self.object(prefix));
-        let mut pages = self.client.list_objects_v2().bucket(&self.options.bucket).prefix(&listed).into_paginator().send();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.options.bucket).prefix(&listed).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify(e, prefix))?;
             let objects: Vec<String> = page.contents().iter().filter_map(|o| o.key().map(String::from)).collect();
@@ -382,7 +402,8 @@ where
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or("");
             let detail = service.err().message().map(|m| format!(": {m}")).unwrap_or_default();
-            let message = if code.is_empty() { format!("http status {status}{detail}") } else { format!("{code}{detail}") };
+            let message =
+                if code.is_empty() { format!("http status {status}{detail}") } else { format!("{code}{detail}") };
             match status {
                 404 => StoreError::NotFound(what),
                 401 | 403 => StoreError::Denied { what, message },

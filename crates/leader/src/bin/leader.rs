@@ -9,10 +9,7 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(64);
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the async runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts");
     let result = runtime.block_on(run(cli));
     // Sends the spans still buffered before the process ends.
     drop(telemetry);

@@ -14,12 +14,8 @@ use base64::Engine;
 pub use common::testing::S3Server;
 
 /// Small circuits: 8-level tree, 4 transactions per chunk, 4 chunks per batch at most.
-pub const SMALL: [(&str, &str); 4] = [
-    ("ZKFLEET_TREE_DEPTH", "8"),
-    ("ZKFLEET_CHUNK_SIZE", "4"),
-    ("ZKFLEET_ARITY", "2"),
-    ("ZKFLEET_LEVELS", "2"),
-];
+pub const SMALL: [(&str, &str); 4] =
+    [("ZKFLEET_TREE_DEPTH", "8"), ("ZKFLEET_CHUNK_SIZE", "4"), ("ZKFLEET_ARITY", "2"), ("ZKFLEET_LEVELS", "2")];
 
 /// The circuits of [`SMALL`] are built once for every test of the run and kept here; the S3 tests
 /// keep theirs in the bucket, and the prover's tests check the cache itself.
@@ -152,9 +148,16 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                let others: Vec<String> =
-                    others.iter().enumerate().map(|(i, p)| format!("--- process {i}:\n{}", p.stderr().join("\n"))).collect();
-                panic!("process still running after {timeout:?}; stderr:\n{}\n{}", self.stderr().join("\n"), others.join("\n"));
+                let others: Vec<String> = others
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| format!("--- process {i}:\n{}", p.stderr().join("\n")))
+                    .collect();
+                panic!(
+                    "process still running after {timeout:?}; stderr:\n{}\n{}",
+                    self.stderr().join("\n"),
+                    others.join("\n")
+                );
             }
             std::thread::park_timeout(Duration::from_millis(50));
         };
@@ -225,7 +228,10 @@ impl Fleet {
         cmd.envs(SMALL).env("ZKFLEET_AMQP_URI", self.vhost.uri());
         match &self.s3 {
             None => cmd.env("ZKFLEET_STORE", self.store()).env("ZKFLEET_CIRCUIT_CACHE", CIRCUIT_CACHE),
-            Some(s3) => cmd.env("ZKFLEET_STORE", format!("s3://{BUCKET}/{PREFIX}")).envs(s3.env()).env_remove("ZKFLEET_CIRCUIT_CACHE"),
+            Some(s3) => cmd
+                .env("ZKFLEET_STORE", format!("s3://{BUCKET}/{PREFIX}"))
+                .envs(s3.env())
+                .env_remove("ZKFLEET_CIRCUIT_CACHE"),
         };
     }
 
@@ -253,7 +259,15 @@ impl Fleet {
     /// Writes `txs` synthetic transactions as batch `first`.. and returns the file.
     pub fn synth(&self, name: &str, txs: usize, seed: u64) -> PathBuf {
         let out = self.run_leader(&[
-            "synth", "--txs", &txs.to_string(), "--accounts", "12", "--seed", &seed.to_string(), "--tree-depth", "8",
+            "synth",
+            "--txs",
+            &txs.to_string(),
+            "--accounts",
+            "12",
+            "--seed",
+            &seed.to_string(),
+            "--tree-depth",
+            "8",
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let path = self.path(name);
@@ -327,7 +341,8 @@ pub async fn noop_job(store: &common::Store, job: &str, txs: u64) -> common::pla
 pub async fn drive(uri: &str, store: &common::Store, plan: &common::plan::Plan, timeout: Duration) {
     let job = plan.tasks[0].task.job.clone();
     let connection = leader::broker_fleet::connect(uri).await.unwrap();
-    let mut fleet = leader::broker_fleet::start(connection, uri, store.clone(), std::slice::from_ref(&job)).await.unwrap();
+    let mut fleet =
+        leader::broker_fleet::start(connection, uri, store.clone(), std::slice::from_ref(&job)).await.unwrap();
     let mut progress = leader::progress::Progress::new(&[(job, 7, plan.tasks[0].task.tx_range.1)]);
     let none_done = std::collections::HashSet::new();
     let mut digests = std::collections::HashMap::new();

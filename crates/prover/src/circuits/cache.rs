@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plonky2::plonk::circuit_data::CircuitData;
-use plonky2::util::serialization::{
-    Buffer, DefaultGateSerializer, DefaultGeneratorSerializer, IoResult, Read, Write,
-};
+use plonky2::util::serialization::{Buffer, DefaultGateSerializer, DefaultGeneratorSerializer, IoResult, Read, Write};
 
 use crate::params::Params;
 use crate::{C, D, F};
@@ -125,7 +123,9 @@ pub(crate) fn decode<T: Cached>(entry: &[u8]) -> Result<T, EntryError> {
 enum Found<T> {
     Circuit(T),
     /// Nothing usable: a later save must `replace` what is there when it is damaged.
-    Absent { replace: bool },
+    Absent {
+        replace: bool,
+    },
 }
 
 /// The key of the circuit `name` of the set `set`.
@@ -186,7 +186,9 @@ pub(crate) fn load_or_build<T: Cached>(
     let built_ms = started.elapsed().as_millis() as u64;
     let entry = encode(&circuit);
     match cache.save(&key, &entry, replace) {
-        Ok(()) => tracing::info!(circuit = name, key = %key, ms = built_ms, bytes = entry.len(), "circuit built and cached"),
+        Ok(()) => {
+            tracing::info!(circuit = name, key = %key, ms = built_ms, bytes = entry.len(), "circuit built and cached")
+        }
         Err(e) => tracing::warn!(circuit = name, key = %key, ms = built_ms, error = %e, "circuit built but not cached"),
     }
     circuit

@@ -50,7 +50,11 @@ fn pad_to_degree(b: &mut CircuitBuilder<F, D>, degree_bits: usize) {
 
 /// The shape a final proof must have: the gates of a recursive verifier, the given degree and
 /// public input count. Cyclic recursion needs it before the circuit exists.
-fn goal_common_data(inner: &CommonCircuitData<F, D>, degree_bits: usize, num_public_inputs: usize) -> CommonCircuitData<F, D> {
+fn goal_common_data(
+    inner: &CommonCircuitData<F, D>,
+    degree_bits: usize,
+    num_public_inputs: usize,
+) -> CommonCircuitData<F, D> {
     let mut b = CircuitBuilder::<F, D>::new(CircuitConfig::standard_recursion_config());
     let proof = b.add_virtual_proof_with_pis(inner);
     let vk = b.add_virtual_verifier_data(b.config.fri_config.cap_height);
@@ -200,7 +204,8 @@ impl CompressCircuit {
         // The final proof must name the final circuit as its own: every previous proof that it
         // verified was then checked against the same verifier data.
         let claimed = &inner.public_inputs[NUM_VALUES..];
-        let expected = vk.circuit_digest.elements.iter().chain(vk.constants_sigmas_cap.0.iter().flat_map(|h| h.elements.iter()));
+        let expected =
+            vk.circuit_digest.elements.iter().chain(vk.constants_sigmas_cap.0.iter().flat_map(|h| h.elements.iter()));
         let mut n = 0;
         for (&c, &e) in claimed.iter().zip(expected) {
             b.connect(c, e);

@@ -19,9 +19,9 @@ use plonky2::iop::target::Target;
 use plonky2::plonk::circuit_builder::CircuitBuilder;
 
 use crate::params::Params;
-use crate::{D, F};
 use crate::stark::transfer::trace_rows;
 use crate::stark::TransferStark;
+use crate::{D, F};
 use aggregate::{AggregateCircuit, ChildCircuit};
 use cache::{load_or_build, CircuitCache};
 use chain::{CompressCircuit, FinalCircuit};
@@ -112,7 +112,10 @@ impl CircuitSet {
         self.aggregates[level - 1].get_or_init(|| {
             self.load_or_build(&aggregate_name(level), || {
                 let child = if level == 1 {
-                    ChildCircuit::Basic { stark: self.basic_stark(), degree_bits: self.basic_rows().trailing_zeros() as usize }
+                    ChildCircuit::Basic {
+                        stark: self.basic_stark(),
+                        degree_bits: self.basic_rows().trailing_zeros() as usize,
+                    }
                 } else {
                     ChildCircuit::Aggregate(&self.aggregate(level - 1).data)
                 };
@@ -122,8 +125,9 @@ impl CircuitSet {
     }
 
     pub fn final_circuit(&self) -> &FinalCircuit {
-        self.final_
-            .get_or_init(|| self.load_or_build("final", || FinalCircuit::build(&self.aggregate(self.params.levels).data)))
+        self.final_.get_or_init(|| {
+            self.load_or_build("final", || FinalCircuit::build(&self.aggregate(self.params.levels).data))
+        })
     }
 
     pub fn compress(&self) -> &CompressCircuit {

@@ -67,10 +67,7 @@ pub fn input<T: Copy>(cols: &[T]) -> [T; WIDTH] {
 
 /// Yields every constraint of the lane (on every row) and returns the output state as linear
 /// expressions of the columns.
-pub fn eval<FE, P, const D2: usize>(
-    cols: &[P],
-    yield_constr: &mut ConstraintConsumer<P>,
-) -> [P; WIDTH]
+pub fn eval<FE, P, const D2: usize>(cols: &[P], yield_constr: &mut ConstraintConsumer<P>) -> [P; WIDTH]
 where
     FE: FieldExtension<D2, BaseField = F>,
     P: PackedField<Scalar = FE>,

@@ -179,7 +179,12 @@ impl TransferStark {
         let n_in_b = &nv[LANE_B..LANE_B + WIDTH];
 
         // --- Row kinds and their order.
-        for c in KINDS.into_iter().chain([RCV, LAST, BIT, NONCE_CARRY]).chain(NO_BORROW..NO_BORROW + 4).chain(CARRY..CARRY + 4) {
+        for c in KINDS
+            .into_iter()
+            .chain([RCV, LAST, BIT, NONCE_CARRY])
+            .chain(NO_BORROW..NO_BORROW + 4)
+            .chain(CARRY..CARRY + 4)
+        {
             let not = a.not(lv[c]);
             let b = a.mul(lv[c], not);
             a.on_all(b);
@@ -737,7 +742,11 @@ impl Filler {
         let mut borrow = 0u64;
         let mut carry = 0u64;
         for i in 0..4 {
-            let (s, v, r) = ((tx.sender_balance >> (32 * i)) as u32 as u64, (tx.value >> (32 * i)) as u32 as u64, (tx.receiver_balance >> (32 * i)) as u32 as u64);
+            let (s, v, r) = (
+                (tx.sender_balance >> (32 * i)) as u32 as u64,
+                (tx.value >> (32 * i)) as u32 as u64,
+                (tx.receiver_balance >> (32 * i)) as u32 as u64,
+            );
             let t = s + TWO_32 - v - borrow;
             self.set(NO_BORROW + i, F::from_bool(t >= TWO_32));
             borrow = u64::from(t < TWO_32);
@@ -746,7 +755,9 @@ impl Filler {
             self.set(CARRY + i, F::from_canonical_u64(carry));
         }
         self.set(NONCE_CARRY, F::from_bool(tx.nonce as u32 == u32::MAX));
-        for (h, inv, rest, address) in [(FROM_HASH, FROM_HASH_INV, FROM_REST, from), (TO_HASH, TO_HASH_INV, TO_REST, to)] {
+        for (h, inv, rest, address) in
+            [(FROM_HASH, FROM_HASH_INV, FROM_REST, from), (TO_HASH, TO_HASH_INV, TO_REST, to)]
+        {
             let limbs = address.field_limbs();
             let mut input = [F::ZERO; WIDTH];
             input[..5].copy_from_slice(&limbs);
@@ -758,8 +769,15 @@ impl Filler {
             self.set(inv, if off == F::ZERO { F::ZERO } else { off.inverse() });
             self.set(rest, F::from_canonical_u64(if d == 32 { 0 } else { low >> d }));
         }
-        for (e, balance, nonce) in [(EMPTY_SENDER, SENDER_BALANCE, NONCE), (EMPTY_RECEIVER, RECEIVER_BALANCE, RECEIVER_NONCE), (EMPTY_CREDITED, CREDITED, RECEIVER_NONCE)] {
-            let s = (0..4).map(|k| self.get(balance + k)).chain((0..2).map(|k| self.get(nonce + k))).fold(F::ZERO, |x, y| x + y);
+        for (e, balance, nonce) in [
+            (EMPTY_SENDER, SENDER_BALANCE, NONCE),
+            (EMPTY_RECEIVER, RECEIVER_BALANCE, RECEIVER_NONCE),
+            (EMPTY_CREDITED, CREDITED, RECEIVER_NONCE),
+        ] {
+            let s = (0..4)
+                .map(|k| self.get(balance + k))
+                .chain((0..2).map(|k| self.get(nonce + k)))
+                .fold(F::ZERO, |x, y| x + y);
             self.set(e, F::from_bool(s == F::ZERO));
             self.set(e + 1, if s == F::ZERO { F::ZERO } else { s.inverse() });
         }
@@ -861,7 +879,10 @@ impl TransferStark {
     pub fn generate_trace(&self, chunk: &ChunkWitness, rows: usize) -> anyhow::Result<Trace> {
         use col::*;
         let d = self.depth;
-        anyhow::ensure!(rows.is_power_of_two() && rows >= 256, "trace height {rows} is not a power of two of at least 256");
+        anyhow::ensure!(
+            rows.is_power_of_two() && rows >= 256,
+            "trace height {rows} is not a power of two of at least 256"
+        );
         anyhow::ensure!(
             chunk.txs.len() * rows_per_transfer(d) < rows,
             "{} transfers do not fit {rows} rows",
@@ -897,9 +918,7 @@ impl TransferStark {
         }
         let mut trace = filler.rows;
         fill_range_checks(&mut trace, d);
-        let columns = (0..COLUMNS)
-            .map(|c| PolynomialValues::new(trace.iter().map(|row| row[c]).collect()))
-            .collect();
+        let columns = (0..COLUMNS).map(|c| PolynomialValues::new(trace.iter().map(|row| row[c]).collect())).collect();
         Ok(Trace { columns, public_inputs: public_inputs(chunk, root_after, commit_after) })
     }
 }
@@ -996,7 +1015,12 @@ mod tests {
                 .collect(),
             transactions: txs
                 .iter()
-                .map(|&(from, to, value, nonce)| Transaction { from: addr(from), to: addr(to), value: Amount(value), nonce })
+                .map(|&(from, to, value, nonce)| Transaction {
+                    from: addr(from),
+                    to: addr(to),
+                    value: Amount(value),
+                    nonce,
+                })
                 .collect(),
         };
         execute(&batch, &params()).expect("the batch is valid")
@@ -1014,7 +1038,8 @@ mod tests {
     /// proving in debug builds and panics when one fails; a release build makes a proof that
     /// does not verify.
     fn proves(trace: &Trace) -> bool {
-        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::super::prove(&stark(), trace, &CpuEngine)));
+        let made =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::super::prove(&stark(), trace, &CpuEngine)));
         matches!(made, Ok(Ok(proof)) if super::super::verify(&stark(), &proof).is_ok())
     }
 
@@ -1073,8 +1098,15 @@ mod tests {
         // query positions follow from it.
         let before_grinding = |p: &StarkProof| {
             let (p, fri) = (&p.proof, &p.proof.opening_proof);
-            rmp_serde::to_vec(&(&p.trace_cap, &p.auxiliary_polys_cap, &p.quotient_polys_cap, &p.openings, &fri.commit_phase_merkle_caps, &fri.final_poly))
-                .unwrap()
+            rmp_serde::to_vec(&(
+                &p.trace_cap,
+                &p.auxiliary_polys_cap,
+                &p.quotient_polys_cap,
+                &p.openings,
+                &fri.commit_phase_merkle_caps,
+                &fri.final_poly,
+            ))
+            .unwrap()
         };
         assert_eq!(before_grinding(&ours), before_grinding(&theirs));
         assert_eq!(ours.public_inputs, theirs.public_inputs);
@@ -1120,7 +1152,8 @@ mod tests {
     #[test]
     fn wrong_direction_bit_is_rejected() {
         let mut trace = trace_of(&executed().chunks[0]);
-        let row = (0..trace.columns[0].len()).find(|&r| trace.columns[col::PATH].values[r] == F::ONE).expect("a path row");
+        let row =
+            (0..trace.columns[0].len()).find(|&r| trace.columns[col::PATH].values[r] == F::ONE).expect("a path row");
         let bit = &mut trace.columns[col::BIT].values[row];
         *bit = F::ONE - *bit;
         rejected("direction bit", &trace);
@@ -1130,7 +1163,10 @@ mod tests {
     fn padding_that_changes_the_root_is_rejected() {
         let mut trace = trace_of(&executed().chunks[0]);
         let rows = trace.columns[0].len();
-        let pad = (0..rows).rev().find(|&r| col::KINDS.iter().all(|&k| trace.columns[k].values[r] == F::ZERO)).expect("padding");
+        let pad = (0..rows)
+            .rev()
+            .find(|&r| col::KINDS.iter().all(|&k| trace.columns[k].values[r] == F::ZERO))
+            .expect("padding");
         // Every padding row from one before the end on claims another root, and so does the
         // public value: only the step into that row breaks a rule.
         for r in pad - 1..rows {
