@@ -93,12 +93,37 @@ pub fn parse_batches(text: &str) -> Result<Vec<Batch>, ParseError> {
                     None => "batch".to_string(),
                 }
             };
-            let batch: Batch = serde_json::from_str(item.get())
-                .map_err(|e| ParseError::Invalid { at: at(), reason: e.to_string() })?;
+            let batch: Batch = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(item.get()))
+                .map_err(|e| ParseError::Invalid { at: at(), reason: where_in_batch(e) })?;
             batch.check_header().map_err(|reason| ParseError::Invalid { at: at(), reason })?;
             Ok(batch)
         })
         .collect()
+}
+
+/// A batch's parse error, led by where in the batch it is: `transaction 3: to: ...` for a field of
+/// one transaction, `accounts[2].balance: ...` elsewhere, nothing more at the top level.
+fn where_in_batch(e: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let mut path = e.path().to_string();
+    let reason = e.into_inner().to_string();
+    // An unknown field's path ends with the field, which the reason names already.
+    let (parent, last) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
+    if reason.contains(&format!("`{last}`")) {
+        path = parent.to_string();
+    }
+    if let Some(rest) = path.strip_prefix("transactions[") {
+        if let Some((index, field)) = rest.split_once(']') {
+            let field = field.trim_start_matches('.');
+            return match field {
+                "" => format!("transaction {index}: {reason}"),
+                field => format!("transaction {index}: {field}: {reason}"),
+            };
+        }
+    }
+    match path.as_str() {
+        "" | "." => reason,
+        path => format!("{path}: {reason}"),
+    }
 }
 
 impl Batch {
@@ -220,7 +245,22 @@ mod tests {
         let nested = batch_json("").replace(r#""value":"250""#, r#""value":"250","value":"1""#);
         let err =
             parse_batches(&format!("[{},{nested}]", batch_json("").replace(":7,", ":6,"))).unwrap_err().to_string();
-        assert!(err.starts_with("batch 7: duplicate field `value`"), "{err}");
+        assert!(err.starts_with("batch 7: transaction 0: duplicate field `value`"), "{err}");
+    }
+
+    #[test]
+    fn a_field_error_names_the_transaction_or_the_account() {
+        let text = format!(
+            r#"{{"version":1,"chain_id":1,"batch_number":7,
+               "accounts":[{{"address":"{A}","balance":"1000","nonce":0}}],
+               "transactions":[{{"from":"{A}","to":"{B}","value":"250","nonce":0}},
+                               {{"from":"{A}","to":"0x1234","value":"250","nonce":1}}]}}"#
+        );
+        let err = parse_batches(&text).unwrap_err().to_string();
+        assert!(err.starts_with("batch 7: transaction 1: to: address \"0x1234\" is not 20 bytes of hex"), "{err}");
+        let err =
+            parse_batches(&batch_json("").replace(r#""balance":"1000""#, r#""balance":1000"#)).unwrap_err().to_string();
+        assert!(err.starts_with("batch 7: accounts[0].balance: "), "{err}");
     }
 
     #[test]
