@@ -243,7 +243,11 @@ fn bad_inputs_fail_with_one_line_and_leave_nothing_behind() {
         &good.replace("\"version\":1", "\"version\":1,\"version\":1"),
         "batch 7: duplicate field `version`",
     );
-    assert_rejected(&env, &good.replace("\"nonce\":0}]}", "\"nonce\":\"0\"}]}"), "batch 7: invalid type");
+    assert_rejected(
+        &env,
+        &good.replace("\"nonce\":0}]}", "\"nonce\":\"0\"}]}"),
+        "batch 7: transaction 0: nonce: invalid type",
+    );
     assert_rejected(
         &env,
         &batch_with(&format!("{},{}", account(A, "1", 0), account(A, "2", 0)), ""),
