@@ -88,12 +88,8 @@ pub struct ResumeOptions {
 pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
     let (connection, journals, done) = prepare_resume(&opts.uri, &opts.store, &opts.jobs).await?;
     let drive_opts = DriveOptions {
-        workers: 0,
         stats: opts.stats.clone(),
-        keep_artifacts: opts.keep_artifacts,
-        circuit_cache: None,
-        signals: crate::prove::Signals::of_process(),
-        progress: true,
+        ..DriveOptions::broker(opts.keep_artifacts, crate::prove::Signals::of_process(), true)
     };
     let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;
     let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();

@@ -85,6 +85,18 @@ struct Link {
     post_root: String,
 }
 
+impl Link {
+    fn of(proof: &ProofFile) -> Self {
+        let values = &proof.public_values;
+        Link { chain_id: values.chain_id, batch_number: values.batch_number, post_root: values.post_state_root.clone() }
+    }
+}
+
+/// Whether `next` (executed) is the batch after the one `previous` proves.
+pub fn continues(previous: &ProofFile, next: &ExecutedBatch) -> Result<(), Exit> {
+    check_continues(&Link::of(previous), next)
+}
+
 fn check_continues(link: &Link, next: &ExecutedBatch) -> Result<(), Exit> {
     let invalid = |reason: String| Exit::Invalid(format!("batch {}: {reason}", next.batch_number));
     if next.chain_id != link.chain_id {
@@ -116,11 +128,7 @@ pub fn check(
     params: &Params,
 ) -> Result<(Vec<Batch>, Vec<ExecutedBatch>), Exit> {
     let batches = parse_batches(text).map_err(|e| Exit::Invalid(e.to_string()))?;
-    let mut link = previous.map(|p| Link {
-        chain_id: p.public_values.chain_id,
-        batch_number: p.public_values.batch_number,
-        post_root: p.public_values.post_state_root.clone(),
-    });
+    let mut link = previous.map(Link::of);
     let mut executed = Vec::with_capacity(batches.len());
     for batch in &batches {
         let out = execute(batch, params).map_err(|e| Exit::Invalid(e.to_string()))?;
@@ -365,6 +373,13 @@ pub struct DriveOptions {
     pub signals: Signals,
     /// Progress lines (or a bar) on stderr; the service logs its jobs instead.
     pub progress: bool,
+}
+
+impl DriveOptions {
+    /// For the broker fleet: no workers or circuits in this process, no stats file.
+    pub fn broker(keep_artifacts: bool, signals: Signals, progress: bool) -> Self {
+        Self { workers: 0, stats: None, keep_artifacts, circuit_cache: None, signals, progress }
+    }
 }
 
 /// How a run that produced no proof ended.

@@ -274,22 +274,19 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
             format!("the witness is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
         )
     })?;
-    let text = Arc::new(text);
     let _admitting = service.admitting.lock().await;
     let invalid = |e: Exit| match e {
         Exit::Invalid(m) | Exit::Usage(m) => ApiError(StatusCode::BAD_REQUEST, m),
         Exit::Other(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
     };
-    // Checked once alone to learn where it starts, then against the batch it continues.
-    let (batches, executed) = check(&text, None, service.params).await.map_err(invalid)?;
+    // Checked on its own (each batch continuing the one before it), then its first batch against
+    // the proved batch it continues, if any.
+    let (batches, executed) = check(text, service.params).await.map_err(invalid)?;
     let (chain_id, first_batch) = (executed[0].chain_id, executed[0].batch_number);
     let previous = chain_link(&service, chain_id, first_batch).await?;
-    let (batches, executed) = match &previous {
-        Some(p) => check(&text, Some(p.clone()), service.params)
-            .await
-            .map_err(|e| ApiError(StatusCode::CONFLICT, e.message().to_string()))?,
-        None => (batches, executed),
-    };
+    if let Some(p) = &previous {
+        prove::continues(p, &executed[0]).map_err(|e| ApiError(StatusCode::CONFLICT, e.message().to_string()))?;
+    }
 
     let jobs: Vec<String> = batches.iter().map(|b| prove::job_id(b.batch_number)).collect();
     let id = jobs[0].clone();
@@ -337,12 +334,10 @@ async fn submit(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
 
 /// [`prove::check`] off the async threads: executing a large batch takes a while.
 async fn check(
-    text: &Arc<String>,
-    previous: Option<ProofFile>,
+    text: String,
     params: Params,
 ) -> Result<(Vec<prover::batch::Batch>, Vec<prover::execute::ExecutedBatch>), Exit> {
-    let text = text.clone();
-    tokio::task::spawn_blocking(move || prove::check(&text, previous.as_ref(), &params))
+    tokio::task::spawn_blocking(move || prove::check(&text, None, &params))
         .await
         .map_err(|e| Exit::Other(format!("checking the witness: {e}")))?
 }
@@ -390,15 +385,8 @@ fn last_proof(bytes: &[u8]) -> Result<ProofFile, serde_json::Error> {
 /// Drives a submission's jobs to a proof file (or the failure, in one line), with the per-round
 /// progress as it ended (read before the jobs' artifacts, which hold it, are removed).
 async fn run(service: &Service, connection: lapin::Connection, journals: &[Journal], done: &HashSet<String>) -> Ended {
-    let opts = DriveOptions {
-        workers: 0,
-        stats: None,
-        keep_artifacts: service.keep_artifacts,
-        circuit_cache: None,
-        // The service never interrupts a job: a stopped service leaves it staged to resume.
-        signals: prove::Signals::none(),
-        progress: false,
-    };
+    // The service never interrupts a job: a stopped service leaves it staged to resume.
+    let opts = DriveOptions::broker(service.keep_artifacts, prove::Signals::none(), false);
     let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
     let outcome = prove::drive(&opts, &service.store, Some((connection, service.uri.clone())), journals, done).await;
     let (rounds, _) = progress(&service.store, &jobs, false).await;

@@ -124,23 +124,9 @@ impl Service {
 
 /// `batches` consecutive batches of 8 transactions of chain `chain`, one JSON document each.
 fn chain(fleet: &Fleet, chain: u64, batches: usize, seed: u64) -> Vec<Vec<u8>> {
-    let out = fleet.run_leader(&[
-        "synth",
-        "--txs",
-        "8",
-        "--accounts",
-        "12",
-        "--seed",
-        &seed.to_string(),
-        "--tree-depth",
-        "8",
-        "--chain-id",
-        &chain.to_string(),
-        "--batches",
-        &batches.to_string(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    match serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap() {
+    let (chain, batches) = (chain.to_string(), batches.to_string());
+    let out = fleet.synth_json(8, seed, &["--chain-id", &chain, "--batches", &batches]);
+    match serde_json::from_slice::<serde_json::Value>(&out).unwrap() {
         serde_json::Value::Array(all) => all.iter().map(|b| serde_json::to_vec(b).unwrap()).collect(),
         one => vec![serde_json::to_vec(&one).unwrap()],
     }

@@ -256,23 +256,22 @@ impl Fleet {
         Proc::spawn(cmd)
     }
 
-    /// Writes `txs` synthetic transactions as batch `first`.. and returns the file.
+    /// Writes `txs` synthetic transactions as batch 1 and returns the file.
     pub fn synth(&self, name: &str, txs: usize, seed: u64) -> PathBuf {
-        let out = self.run_leader(&[
-            "synth",
-            "--txs",
-            &txs.to_string(),
-            "--accounts",
-            "12",
-            "--seed",
-            &seed.to_string(),
-            "--tree-depth",
-            "8",
-        ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let path = self.path(name);
-        std::fs::write(&path, &out.stdout).unwrap();
+        std::fs::write(&path, self.synth_json(txs, seed, &[])).unwrap();
         path
+    }
+
+    /// `leader synth` of `txs` transactions under the small circuits' tree, with `extra` flags
+    /// (`--chain-id`, `--batches`, …); returns its output.
+    pub fn synth_json(&self, txs: usize, seed: u64, extra: &[&str]) -> Vec<u8> {
+        let (txs, seed) = (txs.to_string(), seed.to_string());
+        let mut args = vec!["synth", "--txs", &txs, "--accounts", "12", "--seed", &seed, "--tree-depth", "8"];
+        args.extend_from_slice(extra);
+        let out = self.run_leader(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
     }
 
     /// The public values a proof file claims (without verifying it: each circuit build costs a
