@@ -598,7 +598,9 @@ async fn cancel(State(service): State<Arc<Service>>, Path(id): Path<String>) -> 
     if s.state != JobState::Running {
         return Err(ApiError(StatusCode::CONFLICT, format!("job {id} is not running")));
     }
-    let cancelled = Submission { state: JobState::Cancelled, ..s.clone() };
+    // Finished as the user sees it: the retention counts from here, even if the service stops
+    // before its jobs have wound down.
+    let cancelled = Submission { state: JobState::Cancelled, finished_ms: Some(unix_ms()), ..s.clone() };
     // Recorded first: a service restarted meanwhile must not resume it.
     record(&service, &cancelled).await.map_err(internal)?;
     service.submissions.lock().unwrap().insert(id.clone(), cancelled);
