@@ -15,4 +15,11 @@ pub trait ProvingBackend: Send + Sync + 'static {
     fn prepare(&self, _params: &[u8], _rounds: &[Round]) -> Result<(), TaskError> {
         Ok(())
     }
+
+    /// Why this process can no longer prove, once it cannot (a lost GPU): the worker then puts
+    /// its task back on the queue and exits, so that the task goes to another worker and the
+    /// process is restarted. The default never gives up.
+    fn fatal(&self) -> Option<String> {
+        None
+    }
 }

@@ -229,6 +229,13 @@ pub struct ProveArgs {
     /// Serve Prometheus metrics on /metrics at this address while the jobs run, e.g. 0.0.0.0:9091.
     #[arg(long, env = "ZKFLEET_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Commit the basic round's traces on a CUDA device (the embedded fleet; a build with the
+    /// `cuda` feature).
+    #[arg(long, env = "ZKFLEET_GPU")]
+    pub gpu: bool,
+    /// The CUDA device of --gpu, by ordinal.
+    #[arg(long, env = "ZKFLEET_GPU_DEVICE", default_value_t = 0, requires = "gpu")]
+    pub gpu_device: u32,
     #[command(flatten)]
     pub params: ParamsArgs,
 }
@@ -345,6 +352,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
                 keep_artifacts: a.keep_artifacts,
                 stats: a.stats,
                 amqp_uri: a.amqp_uri.map(SecretUri::into_inner),
+                gpu: a.gpu.then_some(a.gpu_device),
             })
             .await
         }

@@ -38,6 +38,8 @@ pub struct ProveOptions {
     pub keep_artifacts: bool,
     pub stats: Option<PathBuf>,
     pub amqp_uri: Option<String>,
+    /// The CUDA device the embedded fleet commits basic traces on (`--gpu`).
+    pub gpu: Option<u32>,
 }
 
 /// What `--stats` writes: the raw figures behind the benchmark.
@@ -164,6 +166,19 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
     };
     // Execute everything up front: all errors surface before any work is dispatched.
     let (batches, executed) = check(&text, previous.as_ref(), &opts.params)?;
+    let engine = match (opts.gpu, &opts.amqp_uri) {
+        (Some(_), Some(_)) => {
+            return Err(Exit::Usage(
+                "--gpu is for the embedded fleet: on a broker fleet the GPU pool's workers commit".into(),
+            ))
+        }
+        (Some(device), None) => {
+            let gpu = worker::gpu::start(device, None).map_err(|e| Exit::Other(format!("--gpu: {e}")))?;
+            tracing::info!(device = %gpu.device, "basic traces are committed on the GPU");
+            Some(gpu.engine)
+        }
+        (None, _) => None,
+    };
 
     let store = crate::open_store(&opts.store).await?;
     // Only the embedded fleet proves in this process, so only it needs the circuits.
@@ -194,6 +209,7 @@ pub async fn prove(opts: ProveOptions) -> Result<(), Exit> {
         circuit_cache,
         signals: Signals::of_process(),
         progress: true,
+        engine,
     };
     finish(
         drive(&drive_opts, &store, connection, &journals, &HashSet::new()).await,
@@ -373,12 +389,14 @@ pub struct DriveOptions {
     pub signals: Signals,
     /// Progress lines (or a bar) on stderr; the service logs its jobs instead.
     pub progress: bool,
+    /// What commits the embedded fleet's basic traces, when not the CPU (`--gpu`).
+    pub engine: Option<Arc<dyn prover::CommitmentEngine>>,
 }
 
 impl DriveOptions {
     /// For the broker fleet: no workers or circuits in this process, no stats file.
     pub fn broker(keep_artifacts: bool, signals: Signals, progress: bool) -> Self {
-        Self { workers: 0, stats: None, keep_artifacts, circuit_cache: None, signals, progress }
+        Self { workers: 0, stats: None, keep_artifacts, circuit_cache: None, signals, progress, engine: None }
     }
 }
 
@@ -423,7 +441,11 @@ pub async fn drive(
     let (mut fleet, uri) = match connection {
         None => {
             tracing::info!(jobs = jobs.len(), workers = opts.workers, store = %store.location(), "proving");
-            let backend = Arc::new(ReferenceBackend::with_cache(StoreCache::shared(opts.circuit_cache.clone())));
+            let mut backend = ReferenceBackend::with_cache(StoreCache::shared(opts.circuit_cache.clone()));
+            if let Some(engine) = &opts.engine {
+                backend = backend.with_engine(engine.clone());
+            }
+            let backend = Arc::new(backend);
             // The circuits of the later rounds load from the cache while the first tasks prove.
             if let Some(first) = journals.first() {
                 let (backend, params) = (backend.clone(), first.shape.params.clone());

@@ -12,7 +12,7 @@ use crate::batch::parse_batches;
 use crate::execute::execute;
 use crate::params::Params;
 use crate::proof_file::ProofFile;
-use crate::{Backend, CircuitCache, ProveError};
+use crate::{Backend, CircuitCache, CommitmentEngine, CpuEngine, ProveError};
 
 /// Meta keys of the `final` task.
 pub const META_CHAIN_ID: &str = "chain_id";
@@ -22,10 +22,17 @@ pub fn encode_params(params: &Params) -> Vec<u8> {
     rmp_serde::to_vec_named(params).expect("params serialize")
 }
 
-#[derive(Default)]
 pub struct ReferenceBackend {
     backends: Mutex<HashMap<Params, Arc<Backend>>>,
     cache: Option<Arc<dyn CircuitCache>>,
+    /// Commits to `basic` traces for every parameter set: the CPU, or a GPU engine.
+    engine: Arc<dyn CommitmentEngine>,
+}
+
+impl Default for ReferenceBackend {
+    fn default() -> Self {
+        Self::with_cache(None)
+    }
 }
 
 impl ReferenceBackend {
@@ -36,7 +43,13 @@ impl ReferenceBackend {
 
     /// A backend that loads circuits from `cache` and saves the ones it builds there.
     pub fn with_cache(cache: Option<Arc<dyn CircuitCache>>) -> Self {
-        Self { backends: Mutex::default(), cache }
+        Self { backends: Mutex::default(), cache, engine: Arc::new(CpuEngine) }
+    }
+
+    /// The backend with `engine` committing to `basic` traces instead of the CPU.
+    pub fn with_engine(mut self, engine: Arc<dyn CommitmentEngine>) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// Loads, and builds none of, the circuits after `basic` that the cache holds for `params`
@@ -50,7 +63,12 @@ impl ReferenceBackend {
     /// The backend for `params`, created on first use and shared afterwards.
     pub fn backend(&self, params: Params) -> Arc<Backend> {
         let mut backends = self.backends.lock().unwrap();
-        backends.entry(params).or_insert_with(|| Arc::new(Backend::with_cache(params, self.cache.clone()))).clone()
+        backends
+            .entry(params)
+            .or_insert_with(|| {
+                Arc::new(Backend::with_cache(params, self.cache.clone()).with_engine(self.engine.clone()))
+            })
+            .clone()
     }
 }
 
@@ -59,6 +77,7 @@ impl From<ProveError> for TaskError {
         match e {
             ProveError::InvalidInput(m) => TaskError::invalid_input(m),
             ProveError::Failed(m) => TaskError::permanent(m),
+            ProveError::Unavailable(m) => TaskError::transient(m),
         }
     }
 }
@@ -77,6 +96,10 @@ fn decode_params(bytes: &[u8]) -> Result<Params, String> {
 }
 
 impl ProvingBackend for ReferenceBackend {
+    fn fatal(&self) -> Option<String> {
+        self.engine.lost()
+    }
+
     fn prepare(&self, params: &[u8], rounds: &[Round]) -> Result<(), TaskError> {
         let backend = self.backend(decode_params(params).map_err(TaskError::permanent)?);
         for &round in rounds {

@@ -47,6 +47,10 @@ pub enum ProveError {
     /// The prover itself failed (for example plonky2's rare permutation-argument failure).
     #[error("proving failed: {0}")]
     Failed(String),
+    /// The commitment engine cannot prove now (its device is out of memory or lost); another
+    /// attempt, here or on another worker, may.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn decode(bytes: &[u8], common: &CommonCircuitData<F, D>, what: &str) -> Result<Proof, ProveError> {
@@ -86,6 +90,11 @@ impl Backend {
         self.engine.name()
     }
 
+    /// Why the engine can no longer prove in this process, once it cannot.
+    pub fn engine_lost(&self) -> Option<String> {
+        self.engine.lost()
+    }
+
     pub fn params(&self) -> &Params {
         self.circuits.params()
     }
@@ -120,7 +129,12 @@ impl Backend {
                 ),
             }));
         }
-        let proof = stark::prove(&stark, &trace, self.engine.as_ref()).map_err(failed)?;
+        let proof = stark::prove(&stark, &trace, self.engine.as_ref()).map_err(|e| {
+            match e.downcast::<stark::Unavailable>() {
+                Ok(stark::Unavailable(why)) => ProveError::Unavailable(why),
+                Err(e) => failed(e),
+            }
+        })?;
         Ok(rmp_serde::to_vec(&proof).expect("a STARK proof serializes"))
     }
 

@@ -61,6 +61,12 @@ pub struct Cli {
     /// Print the broker topology (queues, exchanges, pools) as JSON and exit.
     #[arg(long)]
     pub print_topology: bool,
+    /// CUDA device of a GPU-pool worker, by ordinal.
+    #[arg(long, env = "ZKFLEET_GPU_DEVICE", default_value_t = 0)]
+    pub gpu_device: u32,
+    /// Device memory one commitment may hold, in MiB (default: the device's).
+    #[arg(long, env = "ZKFLEET_GPU_MEMORY_MIB")]
+    pub gpu_memory_mib: Option<u64>,
     /// Proving backend; `noop` proves nothing and exists for the dispatch benchmark.
     #[arg(long, env = "ZKFLEET_BACKEND", value_enum, default_value = "reference", hide = true)]
     pub backend: Backend,
@@ -108,6 +114,9 @@ pub enum ConfigError {
     /// The store cannot be reached or refuses the credentials (exit 1).
     #[error("store: {0}")]
     Store(StoreError),
+    /// A GPU-pool worker without a usable device (exit 69).
+    #[error("--pool gpu: {0}")]
+    NoDevice(String),
 }
 
 impl ConfigError {
@@ -115,6 +124,7 @@ impl ConfigError {
         match self {
             ConfigError::Usage(_) => 64,
             ConfigError::Store(_) => 1,
+            ConfigError::NoDevice(_) => 69,
         }
     }
 }
@@ -149,9 +159,22 @@ impl Cli {
         let mut rounds = if self.rounds.is_empty() { self.pool.rounds().to_vec() } else { self.rounds };
         rounds.sort();
         rounds.dedup();
+        // The GPU pool starts its device before anything else: without one it does not start.
+        let gpu = match (self.pool, self.backend) {
+            (Pool::Gpu, Backend::Reference) => Some(
+                crate::gpu::start(self.gpu_device, self.gpu_memory_mib.map(|m| m << 20))
+                    .map_err(ConfigError::NoDevice)?,
+            ),
+            _ => None,
+        };
+        let device = gpu.as_ref().map(|g| g.device.clone());
         let backend: Arc<dyn ProvingBackend> = match self.backend {
             Backend::Reference => {
-                Arc::new(prover::fleet::ReferenceBackend::with_cache(prover::StoreCache::shared(circuit_cache)))
+                let backend = prover::fleet::ReferenceBackend::with_cache(prover::StoreCache::shared(circuit_cache));
+                Arc::new(match gpu {
+                    Some(gpu) => backend.with_engine(gpu.engine),
+                    None => backend,
+                })
             }
             Backend::Noop => Arc::new(NoopBackend),
         };
@@ -168,6 +191,7 @@ impl Cli {
             max_tasks: self.max_tasks,
             preload,
             idle_exit: self.idle_exit.map(Duration::from_secs),
+            device,
         })
     }
 }

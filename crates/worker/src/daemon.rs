@@ -55,6 +55,8 @@ pub struct Config {
     pub idle_exit: Option<Duration>,
     /// Parameters (as tasks carry them) whose circuits are made ready before taking tasks.
     pub preload: Option<Vec<u8>>,
+    /// The GPU the backend commits on (the GPU pool), as `/readyz` and the start line show it.
+    pub device: Option<String>,
 }
 
 /// Tasks in hand at once unless told otherwise (`--concurrency`).
@@ -85,6 +87,7 @@ impl Config {
             max_tasks: None,
             idle_exit: None,
             preload: None,
+            device: None,
         }
     }
 }
@@ -97,6 +100,9 @@ pub enum WorkerError {
     Amqp(#[from] lapin::Error),
     #[error("cannot serve http on {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
+    /// The backend can no longer prove here (a lost GPU); the task in hand went back.
+    #[error("{0}; the worker stopped so that it is restarted")]
+    Backend(String),
 }
 
 /// What every task handler shares.
@@ -110,6 +116,9 @@ struct Shared {
     cancelled: Mutex<HashSet<String>>,
     cancels: broadcast::Sender<String>,
     traces: broker::TraceContexts,
+    /// Set when the backend gave up ([`ProvingBackend::fatal`]); the worker then stops.
+    fatal: Mutex<Option<String>>,
+    stop: CancellationToken,
 }
 
 /// Makes the backend ready for the rounds served (loading or building circuits) before the first
@@ -139,7 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let ready = Arc::new(AtomicBool::new(false));
     let connection = Arc::new(broker::connect(&config.amqp_uri, &format!("zkfleet-worker {}", config.name)).await?);
     if let Some(addr) = config.http {
-        crate::http::serve(addr, ready.clone(), connection.clone(), shutdown.clone()).await?;
+        crate::http::serve(addr, ready.clone(), connection.clone(), config.device.clone(), shutdown.clone()).await?;
     }
     let publisher = Publisher::new(&connection).await?;
     topology::declare(publisher.channel()).await?;
@@ -154,6 +163,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         cancelled: Mutex::new(HashSet::new()),
         cancels,
         traces: Default::default(),
+        fatal: Mutex::new(None),
+        stop: shutdown.clone(),
     });
     let control = follow_cancellations(&connection, &config.name, shared.clone()).await?;
 
@@ -164,6 +175,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         rounds = ?config.rounds.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         concurrency = config.concurrency,
         broker = %broker::redact(&config.amqp_uri),
+        device = config.device.as_deref().unwrap_or("none"),
         "worker started"
     );
 
@@ -319,6 +331,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         let _ = c.connection.close(200, "worker stopping".into()).await;
     }
     let _ = connection.close(200, "worker stopping".into()).await;
+    if let Some(why) = shared.fatal.lock().unwrap().take() {
+        return Err(WorkerError::Backend(why));
+    }
     info!("worker stopped");
     Ok(())
 }
@@ -474,6 +489,13 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
             return;
         }
     };
+    if let Some(why) = shared.backend.fatal() {
+        tracing::error!(task = %task.id(), error = %why, "the backend cannot prove here any more: the task goes back to its queue and the worker stops");
+        let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+        shared.fatal.lock().unwrap().get_or_insert(why);
+        shared.stop.cancel();
+        return;
+    }
     if let TaskOutcome::Failed(e) = &result.outcome {
         if e.kind == TaskErrorKind::Transient {
             let record = serde_json::json!({ "worker": shared.name, "error": e.to_string() });

@@ -1,5 +1,5 @@
 //! The HTTP endpoints for Kubernetes and Prometheus: `/livez` (the process answers), `/readyz`
-//! (it holds a broker connection and is consuming) and `/metrics` (Prometheus text format). The
+//! (it holds a broker connection and is consuming; a GPU worker's also names its device) and `/metrics` (Prometheus text format). The
 //! leader serves `/metrics` alone with [`serve_metrics`] while it runs.
 
 use std::net::SocketAddr;
@@ -25,15 +25,19 @@ pub async fn serve(
     addr: SocketAddr,
     ready: Arc<AtomicBool>,
     connection: Arc<Connection>,
+    device: Option<String>,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, WorkerError> {
+    // A GPU worker names its device: `ready` then `device: NVIDIA H100 ... (device 0, sm_90, ...)`.
+    let shown = device.map(|d| format!("device: {d}\n")).unwrap_or_default();
     let readyz = move || {
         let ok = ready.load(Ordering::Relaxed) && connection.status().connected();
+        let shown = shown.clone();
         async move {
             if ok {
-                (StatusCode::OK, "ready\n")
+                (StatusCode::OK, format!("ready\n{shown}"))
             } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{shown}"))
             }
         }
     };

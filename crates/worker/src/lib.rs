@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod gpu;
 pub mod http;
 pub mod metrics;
 

@@ -27,7 +27,20 @@ pub trait CommitmentEngine: Send + Sync {
         cap_height: usize,
         timing: &mut TimingTree,
     ) -> anyhow::Result<PolynomialBatch<F, C, D>>;
+
+    /// Why the engine can no longer commit in this process (its device was lost), once it
+    /// cannot. The CPU never gives up.
+    fn lost(&self) -> Option<String> {
+        None
+    }
 }
+
+/// A commitment an engine could not make now, that another attempt may: its device is out of
+/// memory, or lost (and then [`CommitmentEngine::lost`] says so). Returned inside the
+/// `anyhow::Error` of [`CommitmentEngine::commit`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
 
 /// plonky2's own commitment, on the CPU's threads.
 #[derive(Clone, Copy, Debug, Default)]

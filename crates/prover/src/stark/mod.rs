@@ -8,6 +8,7 @@
 
 pub mod algebra;
 pub mod engine;
+pub mod gpu;
 pub mod poseidon;
 pub mod transfer;
 
@@ -16,7 +17,7 @@ use plonky2::util::timing::TimingTree;
 use starky::config::StarkConfig;
 use starky::proof::StarkProofWithPublicInputs;
 
-pub use engine::{CommitmentEngine, CpuEngine};
+pub use engine::{CommitmentEngine, CpuEngine, Unavailable};
 pub use transfer::{Trace, TransferStark};
 
 use crate::{C, D, F};

@@ -1,6 +1,6 @@
 //! The `worker` binary: parse the command line, set up logging, run the daemon until SIGTERM or
-//! SIGINT. Exit codes: 0 stopped on a signal, 1 the broker or the store was lost or unreachable, 64 bad
-//! usage.
+//! SIGINT. Exit codes: 0 stopped on a signal, 1 the broker or the store was lost or unreachable (or
+//! the GPU was lost), 64 bad usage, 69 a GPU-pool worker without a usable device.
 
 use tokio_util::sync::CancellationToken;
 use worker::cli::Cli;
