@@ -21,35 +21,43 @@ ZK_HD void zk_step_bit_reverse(const uint64_t* src, uint64_t* dst, uint32_t log_
     dst[base + zk_reverse_bits(t & mask, log_n)] = src[t];
 }
 
-// One butterfly of the decimation-in-time stage with half-width 1 << log_m, over
-// ncols << (log_n - 1) indices. `twiddles[k]` is w^k for the root w of order 1 << log_n.
-ZK_HD void zk_step_dit(uint64_t* a, uint32_t log_n, uint32_t log_m, const uint64_t* twiddles, uint64_t t) {
+// The butterfly of index t in a stage with half-width m = 1 << log_m, over ncols << (log_n - 1)
+// indices: the pair (k + j, k + j + m) of its column and the twiddle w^(j n / 2m), from `twiddles`
+// holding w^i for the root w of order 1 << log_n.
+struct zk_butterfly {
+    uint64_t* low;
+    uint64_t* high;
+    uint64_t w;
+};
+
+ZK_HD struct zk_butterfly zk_butterfly_at(uint64_t* a, uint32_t log_n, uint32_t log_m, const uint64_t* twiddles,
+                                          uint64_t t) {
     uint64_t half = 1ULL << (log_n - 1);
     uint64_t* col = a + ((t / half) << log_n);
     uint64_t b = t & (half - 1);
     uint64_t m = 1ULL << log_m;
     uint64_t j = b & (m - 1);
     uint64_t k = (b >> log_m) << (log_m + 1);
-    uint64_t w = twiddles[j << (log_n - 1 - log_m)];
-    uint64_t u = col[k + j];
-    uint64_t v = gl_mul(col[k + j + m], w);
-    col[k + j] = gl_add(u, v);
-    col[k + j + m] = gl_sub(u, v);
+    struct zk_butterfly out = {col + k + j, col + k + j + m, twiddles[j << (log_n - 1 - log_m)]};
+    return out;
 }
 
-// One butterfly of the decimation-in-frequency stage with half-width 1 << log_m.
+// One butterfly of a decimation-in-time stage: (u, v) -> (u + w v, u - w v).
+ZK_HD void zk_step_dit(uint64_t* a, uint32_t log_n, uint32_t log_m, const uint64_t* twiddles, uint64_t t) {
+    struct zk_butterfly bf = zk_butterfly_at(a, log_n, log_m, twiddles, t);
+    uint64_t u = *bf.low;
+    uint64_t v = gl_mul(*bf.high, bf.w);
+    *bf.low = gl_add(u, v);
+    *bf.high = gl_sub(u, v);
+}
+
+// One butterfly of a decimation-in-frequency stage: (u, v) -> (u + v, (u - v) w).
 ZK_HD void zk_step_dif(uint64_t* a, uint32_t log_n, uint32_t log_m, const uint64_t* twiddles, uint64_t t) {
-    uint64_t half = 1ULL << (log_n - 1);
-    uint64_t* col = a + ((t / half) << log_n);
-    uint64_t b = t & (half - 1);
-    uint64_t m = 1ULL << log_m;
-    uint64_t j = b & (m - 1);
-    uint64_t k = (b >> log_m) << (log_m + 1);
-    uint64_t w = twiddles[j << (log_n - 1 - log_m)];
-    uint64_t u = col[k + j];
-    uint64_t v = col[k + j + m];
-    col[k + j] = gl_add(u, v);
-    col[k + j + m] = gl_mul(gl_sub(u, v), w);
+    struct zk_butterfly bf = zk_butterfly_at(a, log_n, log_m, twiddles, t);
+    uint64_t u = *bf.low;
+    uint64_t v = *bf.high;
+    *bf.low = gl_add(u, v);
+    *bf.high = gl_mul(gl_sub(u, v), bf.w);
 }
 
 // a[t] *= factor, over ncols << log_n indices.

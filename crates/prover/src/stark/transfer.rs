@@ -1113,30 +1113,6 @@ mod tests {
         super::super::verify(&stark(), &theirs).expect("verifies");
     }
 
-    /// The same proof, whichever engine commits: here the GPU engine's steps run on the host.
-    #[test]
-    fn a_proof_committed_by_the_kernels_is_the_cpus_and_verifies() {
-        let trace = trace_of(&executed().chunks[0]);
-        let cpu = super::super::prove(&stark(), &trace, &CpuEngine).expect("proves");
-        let kernels = super::super::prove(&stark(), &trace, &crate::stark::gpu::HostKernels).expect("proves");
-        assert_eq!(kernels.proof.trace_cap, cpu.proof.trace_cap);
-        assert_eq!(kernels.proof.openings.local_values, cpu.proof.openings.local_values);
-        super::super::verify(&stark(), &kernels).expect("verifies");
-    }
-
-    #[cfg(feature = "cuda")]
-    #[test]
-    fn a_proof_committed_on_the_gpu_is_the_cpus_and_verifies() {
-        let name = "a_proof_committed_on_the_gpu_is_the_cpus_and_verifies";
-        let Some(engine) = crate::stark::gpu::tests::device_or_skip(name) else { return };
-        let trace = trace_of(&executed().chunks[0]);
-        let cpu = super::super::prove(&stark(), &trace, &CpuEngine).expect("proves");
-        let gpu = super::super::prove(&stark(), &trace, &engine).expect("proves");
-        assert_eq!(gpu.proof.trace_cap, cpu.proof.trace_cap);
-        assert_eq!(gpu.proof.openings.local_values, cpu.proof.openings.local_values);
-        super::super::verify(&stark(), &gpu).expect("verifies");
-    }
-
     /// Each way of breaking the statement fails the constraints and fails to prove or verify.
     fn rejected(why: &str, trace: &Trace) {
         assert!(first_failing_row(&stark(), trace).is_some(), "{why}: the constraints hold");

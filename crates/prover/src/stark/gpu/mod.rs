@@ -5,7 +5,8 @@
 //! `commit.cuh`, `poseidon.cuh` and `goldilocks.cuh`, is shared with a host build). Both the CUDA
 //! engine ([`cuda`], feature `cuda`) and [`HostKernels`] run the same [`Plan::steps`] in the same
 //! order: the host run is how the kernels' logic is tested bit for bit against plonky2 on machines
-//! without a GPU. What the host run cannot test is the launch itself (grid sizes, copies).
+//! without a GPU (`crates/prover/tests/gpu.rs`). What the host run cannot test is the launch
+//! itself (grid sizes, copies).
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -221,6 +222,3 @@ impl Plan {
         }
     }
 }
-
-#[cfg(test)]
-pub(crate) mod tests;

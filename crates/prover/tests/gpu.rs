@@ -1,4 +1,8 @@
-//! The kernels' arithmetic and steps, run by their host build, against plonky2 bit for bit.
+//! The GPU commitment engine's kernels, run by their host build, against plonky2 bit for bit: the
+//! field, the permutation, whole commitments and a basic proof; with the `cuda` feature the same
+//! on a device, or `skipped: no CUDA device` without one (a failure with ZKFLEET_REQUIRE_GPU=1).
+//! An integration test, so that CI's `cuda` run builds the prover library once for this and the
+//! worker's tests.
 
 use plonky2::field::polynomial::PolynomialValues;
 use plonky2::field::types::{Field, Field64, PrimeField64, Sample};
@@ -6,9 +10,12 @@ use plonky2::hash::poseidon::{Poseidon, ALL_ROUND_CONSTANTS, N_ROUNDS};
 use plonky2::util::timing::TimingTree;
 use rand::{Rng, SeedableRng};
 
-use super::host::{self, HostKernels};
-use crate::stark::{CommitmentEngine, CpuEngine};
-use crate::F;
+use prover::batch::parse_batches;
+use prover::execute::{execute, ChunkWitness};
+use prover::stark::gpu::host::{self, HostKernels};
+use prover::stark::transfer::{trace_rows, TransferStark};
+use prover::stark::{self, CommitmentEngine, CpuEngine};
+use prover::{Params, F};
 
 const HEADER: &str = "cuda/poseidon_constants.cuh";
 
@@ -89,24 +96,32 @@ fn columns(ncols: usize, log_n: usize) -> Vec<PolynomialValues<F>> {
     (0..ncols).map(|_| PolynomialValues::new(F::rand_vec(1 << log_n))).collect()
 }
 
-#[test]
-fn the_host_kernels_commit_as_the_cpu_engine_does() {
-    // Leaves of one element and of four (not hashed), of five (one permutation, partly
-    // overwritten), of 8 and 17 (several); the cap as wide as the leaves, a single root, between.
-    for (ncols, log_n, rate_bits, cap_height) in
-        [(1, 1, 1, 0), (4, 3, 1, 4), (5, 4, 2, 2), (8, 5, 1, 0), (17, 10, 1, 4), (13, 6, 3, 9), (41, 8, 1, 3)]
-    {
+/// Leaves of one element and of four (not hashed), of five (one permutation, partly overwritten),
+/// of 8, 13, 17 and 41 (several); the cap as wide as the leaves, a single root, and between; rates
+/// 2 to 8: (columns, log2 rows, rate bits, cap height).
+const SHAPES: [(usize, usize, usize, usize); 7] =
+    [(1, 1, 1, 0), (4, 3, 1, 4), (5, 4, 2, 2), (8, 5, 1, 0), (17, 10, 1, 4), (13, 6, 3, 9), (41, 8, 1, 3)];
+
+/// `engine` commits to random columns of each shape exactly as the CPU engine does.
+fn commits_as_the_cpu(engine: &dyn CommitmentEngine, shapes: &[(usize, usize, usize, usize)]) {
+    for &(ncols, log_n, rate_bits, cap_height) in shapes {
         let columns = columns(ncols, log_n);
         let mut timing = TimingTree::default();
         let theirs = CpuEngine.commit(&columns, rate_bits, cap_height, &mut timing).unwrap();
-        let ours = HostKernels.commit(&columns, rate_bits, cap_height, &mut timing).unwrap();
-        let what = format!("{ncols} columns of 2^{log_n}, rate bits {rate_bits}, cap height {cap_height}");
+        let ours = engine.commit(&columns, rate_bits, cap_height, &mut timing).unwrap();
+        let what =
+            format!("{}: {ncols} columns of 2^{log_n}, rate bits {rate_bits}, cap height {cap_height}", engine.name());
         assert_eq!(ours.polynomials, theirs.polynomials, "coefficients, {what}");
         assert_eq!(ours.merkle_tree.leaves, theirs.merkle_tree.leaves, "leaves, {what}");
         assert_eq!(ours.merkle_tree.digests, theirs.merkle_tree.digests, "digests, {what}");
         assert_eq!(ours.merkle_tree.cap, theirs.merkle_tree.cap, "cap, {what}");
         assert_eq!((ours.degree_log, ours.rate_bits, ours.blinding), (theirs.degree_log, rate_bits, false), "{what}");
     }
+}
+
+#[test]
+fn the_host_kernels_commit_as_the_cpu_engine_does() {
+    commits_as_the_cpu(&HostKernels, &SHAPES);
 }
 
 #[test]
@@ -125,8 +140,8 @@ fn a_plan_refuses_what_it_cannot_commit() {
 /// The CUDA engine on the first device, or `None` after printing `skipped: no CUDA device` (a
 /// failure instead with `ZKFLEET_REQUIRE_GPU=1`, as on the GPU check's machine).
 #[cfg(feature = "cuda")]
-pub fn device_or_skip(test: &str) -> Option<super::cuda::CudaEngine> {
-    match super::cuda::CudaEngine::new(0, None) {
+fn device_or_skip(test: &str) -> Option<prover::stark::gpu::cuda::CudaEngine> {
+    match prover::stark::gpu::cuda::CudaEngine::new(0, None) {
         Ok(engine) => Some(engine),
         Err(e) if std::env::var("ZKFLEET_REQUIRE_GPU").as_deref() == Ok("1") => {
             panic!("{test}: ZKFLEET_REQUIRE_GPU=1 but {e}")
@@ -143,25 +158,58 @@ pub fn device_or_skip(test: &str) -> Option<super::cuda::CudaEngine> {
 fn the_cuda_engine_commits_as_the_cpu_engine_does() {
     let Some(engine) = device_or_skip("the_cuda_engine_commits_as_the_cpu_engine_does") else { return };
     println!("device: {}", engine.info());
-    for (ncols, log_n, rate_bits, cap_height) in
-        [(1, 1, 1, 0), (4, 3, 1, 4), (5, 4, 2, 2), (8, 5, 1, 0), (17, 10, 1, 4), (13, 6, 3, 9), (641, 12, 1, 4)]
-    {
-        let columns = columns(ncols, log_n);
-        let mut timing = TimingTree::default();
-        let theirs = CpuEngine.commit(&columns, rate_bits, cap_height, &mut timing).unwrap();
-        let ours = engine.commit(&columns, rate_bits, cap_height, &mut timing).unwrap();
-        let what = format!("{ncols} columns of 2^{log_n}, rate bits {rate_bits}, cap height {cap_height}");
-        assert_eq!(ours.polynomials, theirs.polynomials, "coefficients, {what}");
-        assert_eq!(ours.merkle_tree, theirs.merkle_tree, "tree, {what}");
-    }
+    // And a real trace's width, at a height the CPU engine commits in a moment.
+    commits_as_the_cpu(&engine, &SHAPES);
+    commits_as_the_cpu(&engine, &[(641, 12, 1, 4)]);
 }
 
 #[cfg(feature = "cuda")]
 #[test]
 fn the_cuda_engine_refuses_a_commitment_above_its_memory_limit() {
     let Some(_) = device_or_skip("the_cuda_engine_refuses_a_commitment_above_its_memory_limit") else { return };
-    let engine = super::cuda::CudaEngine::new(0, Some(1 << 20)).unwrap();
+    let engine = prover::stark::gpu::cuda::CudaEngine::new(0, Some(1 << 20)).unwrap();
     let e = engine.commit(&columns(64, 12), 1, 4, &mut TimingTree::default()).unwrap_err();
     assert!(e.to_string().contains("more than the 1 MiB allowed"), "{e}");
     assert_eq!(engine.lost(), None, "a refused commitment leaves the device usable");
+}
+
+fn params() -> Params {
+    Params { tree_depth: 8, chunk_size: 3, arity: 2, levels: 1 }
+}
+
+/// A chunk of two transfers, one to a new account.
+fn chunk() -> ChunkWitness {
+    const A: &str = "0x52908400098527886e0f7030069857d2e4169ee7";
+    const B: &str = "0x8617e340b3d01fa5f11f306f4090fd50e238070d";
+    let json = format!(
+        r#"{{"version":1,"chain_id":5,"batch_number":1,
+            "accounts":[{{"address":"{A}","balance":"1000","nonce":3}}],
+            "transactions":[{{"from":"{A}","to":"{B}","value":"250","nonce":3}},
+                            {{"from":"{B}","to":"{B}","value":"50","nonce":0}}]}}"#
+    );
+    execute(&parse_batches(&json).unwrap()[0], &params()).unwrap().chunks.remove(0)
+}
+
+/// A basic proof whose trace `engine` committed has the CPU proof's trace cap and openings, and
+/// verifies.
+fn proves_as_the_cpu(engine: &dyn CommitmentEngine) {
+    let stark = TransferStark { depth: params().tree_depth };
+    let trace = stark.generate_trace(&chunk(), trace_rows(params().chunk_size, params().tree_depth)).unwrap();
+    let cpu = stark::prove(&stark, &trace, &CpuEngine).expect("proves");
+    let ours = stark::prove(&stark, &trace, engine).expect("proves");
+    assert_eq!(ours.proof.trace_cap, cpu.proof.trace_cap, "{}", engine.name());
+    assert_eq!(ours.proof.openings.local_values, cpu.proof.openings.local_values, "{}", engine.name());
+    stark::verify(&stark, &ours).expect("verifies");
+}
+
+#[test]
+fn a_proof_committed_by_the_kernels_is_the_cpus_and_verifies() {
+    proves_as_the_cpu(&HostKernels);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn a_proof_committed_on_the_gpu_is_the_cpus_and_verifies() {
+    let Some(engine) = device_or_skip("a_proof_committed_on_the_gpu_is_the_cpus_and_verifies") else { return };
+    proves_as_the_cpu(&engine);
 }
