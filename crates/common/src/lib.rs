@@ -18,6 +18,6 @@ pub mod testing;
 pub mod topology;
 
 pub use backend::ProvingBackend;
-pub use error::{TaskError, TaskErrorKind};
+pub use error::{RetryPolicy, TaskError, TaskErrorKind};
 pub use protocol::{Round, Task, TaskOutcome, TaskResult};
 pub use store::Store;

@@ -28,7 +28,8 @@ pub const RESULTS_QUEUE_PREFIX: &str = "zkfleet.results.";
 pub const TASK_QUEUE_PREFIX: &str = "zkfleet.tasks.";
 
 /// Deliveries of one task message before the broker dead-letters it. A worker killed in the
-/// middle of a proof costs one; so does a transient failure.
+/// middle of a proof costs one; a transient failure does not (the worker reports it and the
+/// leader retries the task as a new message, [`crate::RetryPolicy`]).
 pub const DELIVERY_LIMIT: u32 = 5;
 
 /// A results queue unused this long is deleted by the broker.

@@ -1,19 +1,17 @@
 //! Drives planned jobs through a fleet: publishes each task once all of its inputs exist, follows
-//! results, retries transient failures, and stops at the first failure that retrying cannot fix.
+//! results, retries transient failures ([`RetryPolicy::TASKS`], the same on both fleets: the wait
+//! happens here, not on a worker), and stops at the first failure that retrying cannot fix.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use common::plan::Plan;
-use common::{Round, Store, Task, TaskErrorKind, TaskOutcome, TaskResult};
+use common::{RetryPolicy, Round, Store, Task, TaskErrorKind, TaskOutcome, TaskResult};
 
 use crate::fleet::{FleetEvent, FleetHandle};
 use crate::job_status::Records;
 use crate::metrics;
 use crate::progress::Progress;
-
-/// Attempts per task before a transient failure fails the job.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// One finished task, for reports and benchmarks.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -129,6 +127,10 @@ async fn run_graph(
         nodes.iter().enumerate().map(|(i, n)| (n.task.id(), i)).collect();
     let tick = Duration::from_secs(10);
     let mut last_line = Instant::now();
+    let policy = RetryPolicy::TASKS;
+    // Tasks waiting out their backoff, with when they may go again.
+    let mut backing_off: Vec<(tokio::time::Instant, usize)> = Vec::new();
+    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
 
     while remaining > 0 {
         tokio::select! {
@@ -202,18 +204,39 @@ async fn run_graph(
                         }
                     }
                     TaskOutcome::Failed(e) => {
+                        // A failure reported after the task succeeded, or twice (a redelivered
+                        // task reports again), changes nothing.
+                        if nodes[i].done || backing_off.iter().any(|&(_, k)| k == i) {
+                            continue;
+                        }
                         records.failed(nodes[i].job, nodes[i].task.round);
                         match e.kind {
-                            TaskErrorKind::Transient if nodes[i].task.attempt < MAX_ATTEMPTS => {
+                            TaskErrorKind::Transient if policy.retries(nodes[i].task.attempt) => {
+                                let wait = policy.backoff(nodes[i].task.attempt);
                                 nodes[i].task.attempt += 1;
-                                tracing::warn!(task = %id, attempt = nodes[i].task.attempt, error = %e, "retrying task");
-                                ready.push_back(i);
+                                tracing::warn!(task = %id, attempt = nodes[i].task.attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying task");
+                                backing_off.push((tokio::time::Instant::now() + wait, i));
                             }
                             TaskErrorKind::InvalidInput => return Err(JobFailure::InvalidInput(e.message)),
+                            TaskErrorKind::Transient => {
+                                return Err(JobFailure::Failed(format!(
+                                    "task {id} failed {} times, last: {}",
+                                    nodes[i].task.attempt, e.message
+                                )))
+                            }
                             _ => return Err(JobFailure::Failed(format!("task {id} failed: {}", e.message))),
                         }
                     }
                 }
+            }
+            _ = tokio::time::sleep_until(backing_off.iter().map(|(due, _)| *due).min().unwrap_or(far)), if !backing_off.is_empty() => {
+                let now = tokio::time::Instant::now();
+                backing_off.retain(|&(due, i)| {
+                    if due <= now && !nodes[i].done {
+                        ready.push_back(i);
+                    }
+                    due > now
+                });
             }
             _ = tokio::time::sleep(tick.saturating_sub(last_line.elapsed()).min(records.due_in().unwrap_or(tick))) => {}
         }

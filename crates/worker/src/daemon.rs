@@ -496,16 +496,13 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
         shared.stop.cancel();
         return;
     }
+    // A transient failure is reported like any result, at once: the leader decides whether and
+    // when the task runs again (common::RetryPolicy), and this slot is free meanwhile. The error
+    // is also kept in the store, where a dead-lettered task's report finds its last one.
     if let TaskOutcome::Failed(e) = &result.outcome {
         if e.kind == TaskErrorKind::Transient {
             let record = serde_json::json!({ "worker": shared.name, "error": e.to_string() });
             let _ = shared.store.replace(&common::keys::task_error(&task), record.to_string().as_bytes()).await;
-            // Back off before the broker hands the task out again (each return counts towards
-            // the delivery limit).
-            let count = broker::delivery_count(&delivery.properties);
-            tokio::time::sleep(Duration::from_millis(500 << count.min(5))).await;
-            let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-            return;
         }
     }
     let properties = BasicProperties::default()
