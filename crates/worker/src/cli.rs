@@ -159,7 +159,8 @@ impl Cli {
         let mut rounds = if self.rounds.is_empty() { self.pool.rounds().to_vec() } else { self.rounds };
         rounds.sort();
         rounds.dedup();
-        // The GPU pool starts its device before anything else: without one it does not start.
+        // The GPU pool starts its device before it connects to the broker: without one it does
+        // not start, and takes no task.
         let gpu = match (self.pool, self.backend) {
             (Pool::Gpu, Backend::Reference) => Some(
                 crate::gpu::start(self.gpu_device, self.gpu_memory_mib.map(|m| m << 20))
