@@ -2,10 +2,15 @@
 //! connection, its channels, consumers, QoS and confirm mode come back after a broker restart),
 //! publishes persistent messages and waits for the broker's confirm, and keeps secrets out of
 //! logs.
+//!
+//! TLS: an `amqps://` URI is verified against the system's root certificates, plus the PEM file
+//! its `cacertfile` query parameter names (RabbitMQ's own URI parameter), e.g.
+//! `amqps://user:password@broker:5671/%2f?cacertfile=/etc/zkfleet/ca.pem`.
 
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
@@ -107,10 +112,41 @@ pub async fn connect_once(uri: &str, name: &str) -> Result<Connection, BrokerErr
 /// One connection attempt, bounded by [`CONNECT_TIMEOUT`].
 async fn connect_with(uri: &str, properties: ConnectionProperties) -> Result<Connection, BrokerError> {
     let fail = |reason: String| BrokerError::Connect { uri: redact(uri), reason };
-    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(uri, properties))
+    let (plain, tls) = tls_config(uri).map_err(fail)?;
+    let builder = lapin::DefaultConnectionBuilder::new()
+        .map_err(|e| fail(e.to_string()))?
+        .with_uri_str(plain)
+        .with_properties(properties)
+        .with_tls_config(tls);
+    tokio::time::timeout(CONNECT_TIMEOUT, builder.connect())
         .await
         .map_err(|_| fail(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
         .map_err(|e| fail(e.to_string()))
+}
+
+/// Splits RabbitMQ's `cacertfile` query parameter off a URI and reads the CA certificates it
+/// names: the URI lapin is given, and the TLS trust to connect with.
+fn tls_config(uri: &str) -> Result<(String, OwnedTLSConfig), String> {
+    let Some((base, query)) = uri.split_once('?') else { return Ok((uri.to_string(), OwnedTLSConfig::default())) };
+    let (mut kept, mut ca_file) = (Vec::new(), None);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("cacertfile", value)) => {
+                ca_file = Some(percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned())
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let Some(ca_file) = ca_file else { return Ok((uri.to_string(), OwnedTLSConfig::default())) };
+    if !uri.starts_with("amqps://") {
+        return Err(format!("cacertfile={ca_file} is for amqps:// URIs; this one is not TLS"));
+    }
+    let pem = std::fs::read_to_string(&ca_file).map_err(|e| format!("cannot read cacertfile {ca_file}: {e}"))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("cacertfile {ca_file} holds no PEM certificate"));
+    }
+    let plain = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((plain, OwnedTLSConfig { identity: None, cert_chain: Some(pem) }))
 }
 
 /// A channel in confirm mode: every publish waits for the broker to take the message.
@@ -266,6 +302,32 @@ mod tests {
         assert_eq!(redact("amqps://u:p@ss@h/v"), "amqps://u:***@h/v");
         assert_eq!(redact("amqp://rabbit:5672"), "amqp://rabbit:5672");
         assert!(!redact("amqp://a:topsecret@h").contains("topsecret"));
+    }
+
+    #[test]
+    fn cacertfile_is_split_off_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
+        let ca = ca.to_str().unwrap();
+
+        let (plain, tls) = tls_config(&format!("amqps://u:p@h:5671/v?heartbeat=10&cacertfile={ca}")).unwrap();
+        assert_eq!(plain, "amqps://u:p@h:5671/v?heartbeat=10");
+        assert_eq!(tls.cert_chain.as_deref(), Some(pem));
+        let (plain, tls) = tls_config(&format!("amqps://h/v?cacertfile={}", ca.replace('/', "%2F"))).unwrap();
+        assert_eq!((plain.as_str(), tls.cert_chain.as_deref()), ("amqps://h/v", Some(pem)));
+        let (plain, tls) = tls_config("amqp://h/v?heartbeat=10").unwrap();
+        assert_eq!((plain.as_str(), tls.cert_chain), ("amqp://h/v?heartbeat=10", None));
+
+        let err = tls_config(&format!("amqp://h/v?cacertfile={ca}")).unwrap_err();
+        assert!(err.contains("is for amqps:// URIs"), "{err}");
+        let missing = dir.path().join("missing.pem");
+        let err = tls_config(&format!("amqps://h/v?cacertfile={}", missing.display())).unwrap_err();
+        assert!(err.starts_with(&format!("cannot read cacertfile {}", missing.display())), "{err}");
+        std::fs::write(dir.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let err = tls_config(&format!("amqps://h/v?cacertfile={}/key.pem", dir.path().display())).unwrap_err();
+        assert!(err.ends_with("holds no PEM certificate"), "{err}");
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl S3Server {
             s3_endpoint: Some(self.endpoint.clone()),
             s3_region: Some("us-east-1".into()),
             s3_path_style: None,
+            s3_ca_file: None,
         }
     }
 
@@ -128,6 +129,86 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A certificate authority made for one test, with the PEM files of its certificate and of the
+/// server certificates it signs in a temporary directory: no key material lives in the repository.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    dir: tempfile::TempDir,
+    /// The CA's certificate (PEM), for clients to trust.
+    pub ca_file: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, cert.pem()).expect("CA file");
+        Self { cert, key, dir, ca_file }
+    }
+
+    /// A server certificate for `names` (host names or IP addresses), signed by this CA: its
+    /// certificate and key files (PEM).
+    pub fn server_cert(&self, file_stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .expect("server names")
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("server certificate");
+        let (cert_file, key_file) =
+            (self.dir.path().join(format!("{file_stem}.pem")), self.dir.path().join(format!("{file_stem}.key")));
+        std::fs::write(&cert_file, cert.pem()).expect("certificate file");
+        std::fs::write(&key_file, key.serialize_pem()).expect("key file");
+        (cert_file, key_file)
+    }
+}
+
+/// A TLS listener on a free loopback port that forwards each connection, decrypted, to `target`:
+/// an https front for a server that speaks plain HTTP. Stops with the test process.
+pub fn tls_front(cert_file: &Path, key_file: &Path, target: SocketAddr) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(cert_file).expect("certificate file").map(|c| c.expect("certificate")).collect();
+    let key = PrivateKeyDer::from_pem_file(key_file).expect("key file");
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server TLS configuration");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((client, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let (Ok(mut tls), Ok(mut server)) =
+                        (acceptor.accept(client).await, tokio::net::TcpStream::connect(target).await)
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                });
+            }
+        });
+    });
+    port
 }
 
 /// What every store backend must do, run by each backend's tests.

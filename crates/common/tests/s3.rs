@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::store::{digest, S3Store, StoreError};
+use common::store::{digest, S3Options, S3Store, StoreError};
 use common::testing::{exercise, S3Server};
 use common::Store;
 
@@ -83,4 +83,32 @@ async fn wrong_credentials_a_missing_bucket_and_a_closed_port_fail_at_start() {
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
     assert!(err.is_transient());
     assert!(started.elapsed() < CONNECT_BOUND, "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_https_endpoint_is_trusted_through_a_ca_file() {
+    let server = S3Server::start();
+    let bucket = server.bucket("tls");
+    let ca = common::testing::TestCa::new("zkfleet test CA");
+    let (cert, key) = ca.server_cert("s3", &["localhost"]);
+    let plain: std::net::SocketAddr = server.endpoint.trim_start_matches("http://").parse().unwrap();
+    let port = common::testing::tls_front(&cert, &key, plain);
+
+    let mut options = server.options(&bucket, "over-tls");
+    options.endpoint = Some(format!("https://localhost:{port}"));
+    options.ca_file = Some(ca.ca_file.display().to_string());
+    exercise(Store::S3(S3Store::connect(options.clone()).await.unwrap())).await;
+    assert!(server.object_path(&bucket, "over-tls/jobs/b/y").exists(), "the objects went through the TLS front");
+
+    // Trusting only the system's roots, or another CA, the endpoint's certificate is refused.
+    let other = common::testing::TestCa::new("another CA");
+    for ca_file in [None, Some(other.ca_file.display().to_string())] {
+        let started = Instant::now();
+        let err = S3Store::connect(S3Options { ca_file: ca_file.clone(), ..options.clone() }).await.unwrap_err();
+        assert!(err.to_string().contains("certificate"), "{ca_file:?}: {err}");
+        assert!(started.elapsed() < CONNECT_BOUND);
+    }
+    let not_pem = S3Options { ca_file: Some(key.display().to_string()), ..options.clone() };
+    let err = S3Store::connect(not_pem).await.unwrap_err().to_string();
+    assert!(err.contains(&key.display().to_string()) && err.contains("no PEM certificate"), "{err}");
 }

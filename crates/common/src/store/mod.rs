@@ -81,7 +81,7 @@ pub(crate) fn check_digest(key: &str, bytes: &[u8], expected: &str) -> Result<()
 /// Where the store lives, as the command line of every binary gives it.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct StoreArgs {
-    /// Object store URL: s3://bucket/prefix[?endpoint=URL&region=R&path_style=BOOL],
+    /// Object store URL: s3://bucket/prefix[?endpoint=URL&region=R&path_style=BOOL&ca_file=PEM],
     /// file:///abs/path or a path (default: the user's cache directory).
     #[arg(long, env = "ZKFLEET_STORE")]
     pub store: Option<String>,
@@ -96,6 +96,9 @@ pub struct StoreArgs {
     /// --s3-endpoint, off for AWS.
     #[arg(long, env = "ZKFLEET_S3_PATH_STYLE", value_name = "BOOL")]
     pub s3_path_style: Option<bool>,
+    /// PEM file of CA certificates trusted for an https endpoint, besides the system's roots.
+    #[arg(long, env = "ZKFLEET_S3_CA_FILE", value_name = "PEM")]
+    pub s3_ca_file: Option<String>,
 }
 
 impl StoreArgs {
@@ -108,11 +111,40 @@ impl StoreArgs {
 
     /// Opens the store at `url` with these S3 settings.
     async fn open_url(&self, url: &str) -> Result<Store, StoreError> {
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let options = S3Options::parse(url, rest, self)?;
-            return Ok(Store::S3(S3Store::connect(options).await?));
+        match Location::parse(url, self)? {
+            Location::S3(options) => Ok(Store::S3(S3Store::connect(options).await?)),
+            Location::Memory => Ok(Store::Memory(MemoryStore::default())),
+            Location::Local(path) => Ok(Store::Local(LocalStore::open(url, path)?)),
         }
-        Store::open(url)
+    }
+}
+
+/// What a store URL names, read without opening or creating anything.
+#[derive(Debug)]
+pub enum Location {
+    /// `memory:`, for tests and benchmarks.
+    Memory,
+    /// A directory: `file:///abs/path` or a plain path.
+    Local(PathBuf),
+    S3(S3Options),
+}
+
+impl Location {
+    /// Reads a store URL with the S3 settings of `args`; a bad one is [`StoreError::BadUrl`].
+    pub fn parse(url: &str, args: &StoreArgs) -> Result<Self, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Ok(Location::S3(S3Options::parse(url, rest, args)?));
+        }
+        if url == "memory:" {
+            return Ok(Location::Memory);
+        }
+        match url.strip_prefix("file://") {
+            Some(path) => Ok(Location::Local(PathBuf::from(path))),
+            None if url.contains("://") => {
+                Err(StoreError::BadUrl { url: url.into(), reason: "unsupported scheme".into() })
+            }
+            None => Ok(Location::Local(PathBuf::from(url))),
+        }
     }
 }
 
@@ -157,17 +189,13 @@ impl Store {
     /// Opens a local or memory store; a local directory is created if missing. S3 stores are
     /// opened with [`StoreArgs::open`].
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        if url == "memory:" {
-            return Ok(Store::Memory(MemoryStore::default()));
-        }
-        let path = match url.strip_prefix("file://") {
-            Some(p) => PathBuf::from(p),
-            None if url.contains("://") => {
-                return Err(StoreError::BadUrl { url: url.into(), reason: "unsupported scheme".into() })
+        match Location::parse(url, &StoreArgs::default())? {
+            Location::Memory => Ok(Store::Memory(MemoryStore::default())),
+            Location::Local(path) => Ok(Store::Local(LocalStore::open(url, path)?)),
+            Location::S3(_) => {
+                Err(StoreError::BadUrl { url: url.into(), reason: "an S3 store opens asynchronously".into() })
             }
-            None => PathBuf::from(url),
-        };
-        Ok(Store::Local(LocalStore::open(url, path)?))
+        }
     }
 
     /// The default local store: `$XDG_CACHE_HOME` or `~/.cache`, then `zkfleet`.

@@ -43,6 +43,8 @@ pub struct S3Options {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub path_style: bool,
+    /// PEM file of CA certificates trusted for an https endpoint, besides the system's roots.
+    pub ca_file: Option<String>,
     /// Objects larger than this go up as a multipart upload.
     pub multipart_threshold: usize,
     /// Size of each part of a multipart upload (S3's minimum is 5 MiB).
@@ -61,6 +63,7 @@ impl std::fmt::Debug for S3Options {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("path_style", &self.path_style)
+            .field("ca_file", &self.ca_file)
             .field("multipart_threshold", &self.multipart_threshold)
             .field("part_size", &self.part_size)
             .field("static_credentials", &self.static_credentials.as_ref().map(|(id, _)| (id, "***")))
@@ -78,13 +81,15 @@ impl S3Options {
             endpoint: None,
             region: None,
             path_style: false,
+            ca_file: None,
             multipart_threshold: 32 << 20,
             part_size: 16 << 20,
             static_credentials: None,
         }
     }
 
-    /// `rest` is the URL after `s3://`: `bucket[/prefix][?endpoint=URL&region=R&path_style=BOOL]`.
+    /// `rest` is the URL after `s3://`:
+    /// `bucket[/prefix][?endpoint=URL&region=R&path_style=BOOL&ca_file=PEM]`.
     /// A setting may come from the URL or from the flags (and their `ZKFLEET_S3_*` variables);
     /// given in both, the two must agree.
     pub(super) fn parse(url: &str, rest: &str, args: &StoreArgs) -> Result<Self, StoreError> {
@@ -101,18 +106,23 @@ impl S3Options {
         if !options.prefix.is_empty() && options.prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
             return Err(bad("the prefix has an empty, . or .. segment".into()));
         }
-        let (mut endpoint, mut region, mut path_style) = (None, None, None);
+        let (mut endpoint, mut region, mut path_style, mut ca_file) = (None, None, None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             match name {
                 "endpoint" => endpoint = Some(value.to_string()),
                 "region" => region = Some(value.to_string()),
+                "ca_file" => ca_file = Some(value.to_string()),
                 "path_style" => {
                     path_style = Some(
                         value.parse::<bool>().map_err(|_| bad(format!("path_style={value} is not true or false")))?,
                     )
                 }
-                _ => return Err(bad(format!("unknown setting {name:?} (settings: endpoint, region, path_style)"))),
+                _ => {
+                    return Err(bad(format!(
+                        "unknown setting {name:?} (settings: endpoint, region, path_style, ca_file)"
+                    )))
+                }
             }
         }
         let merge = |from_url: Option<String>, flag: Option<String>, name: &str| match (from_url, flag) {
@@ -121,6 +131,7 @@ impl S3Options {
         };
         options.endpoint = merge(endpoint, args.s3_endpoint.clone(), "endpoint")?;
         options.region = merge(region, args.s3_region.clone(), "region")?;
+        options.ca_file = merge(ca_file, args.s3_ca_file.clone(), "ca-file")?;
         let path_style =
             merge(path_style.map(|b| b.to_string()), args.s3_path_style.map(|b| b.to_string()), "path-style")?;
         if let Some(e) = &options.endpoint {
@@ -142,11 +153,20 @@ pub struct S3Store {
 impl S3Store {
     /// Builds a client and checks that the bucket can be reached with the credentials at hand.
     pub async fn connect(options: S3Options) -> Result<Self, StoreError> {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        use aws_smithy_http_client::tls;
+        let mut http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
+        if let Some(path) = &options.ca_file {
+            let bad = |message: String| StoreError::Rejected { what: format!("S3 CA file {path}"), message };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(bad("it holds no PEM certificate".into()));
+            }
+            let trust = tls::TrustStore::default().with_pem_certificate(pem);
+            let context = tls::TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
+            http = http.tls_context(context);
+        }
+        let http = http.build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
             .retry_config(RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(200)))
@@ -465,6 +485,10 @@ mod tests {
         assert_eq!(same.endpoint, o.endpoint, "the same setting twice is fine");
         let o = S3Options::parse("s3://…", "b?endpoint=http://m:9000&path_style=false", &args(None)).unwrap();
         assert!(!o.path_style);
+        let o = S3Options::parse("s3://…", "b?endpoint=https://m&ca_file=/etc/ca.pem", &args(None)).unwrap();
+        assert_eq!(o.ca_file.as_deref(), Some("/etc/ca.pem"));
+        let flag = StoreArgs { s3_ca_file: Some("/etc/ca.pem".into()), ..args(None) };
+        assert_eq!(S3Options::parse("s3://…", "b", &flag).unwrap().ca_file, o.ca_file, "or from the flag");
     }
 
     #[test]
