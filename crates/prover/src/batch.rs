@@ -12,6 +12,8 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use common::cli::one_line;
+
 use crate::state::Address;
 
 /// The only witness version this build reads.
@@ -94,7 +96,7 @@ pub fn parse_batches(text: &str) -> Result<Vec<Batch>, ParseError> {
                 }
             };
             let batch: Batch = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(item.get()))
-                .map_err(|e| ParseError::Invalid { at: at(), reason: where_in_batch(e) })?;
+                .map_err(|e| ParseError::Invalid { at: at(), reason: one_line(&where_in_batch(e)).into_owned() })?;
             batch.check_header().map_err(|reason| ParseError::Invalid { at: at(), reason })?;
             Ok(batch)
         })
@@ -276,6 +278,15 @@ mod tests {
         assert!(parse_batches(&short).unwrap_err().to_string().contains("20 bytes"));
         let version = batch_json("").replace(r#""version":1"#, r#""version":2"#);
         assert!(parse_batches(&version).unwrap_err().to_string().contains("version 2"));
+    }
+
+    /// Found by the witness and proof file fuzz targets: serde names an unknown field as written,
+    /// so a key holding an escaped newline made the error two lines.
+    #[test]
+    fn an_error_quoting_a_key_with_a_newline_is_one_line() {
+        let text = batch_json("").replace(r#""nonce":0"#, r#""nonce":0,"evil\nkey":1"#);
+        let err = parse_batches(&text).unwrap_err().to_string();
+        assert!(err.contains(r"unknown field `evil\nkey`") && !err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::circuits::chain::{
     BATCH_NUMBER, CHAIN_ID, HAS_PREVIOUS, NUM_VALUES, POST_ROOT, PRE_ROOT, TX_COMMITMENT, TX_COUNT,
 };
 use crate::circuits::CircuitSet;
+use common::cli::one_line;
+
 use crate::execute::Hash4;
 use crate::params::Params;
 use crate::{Proof, F};
@@ -99,8 +101,8 @@ impl ProofFile {
     }
 
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
-        let file: ProofFile =
-            serde_json::from_str(text).map_err(|e| VerifyError::Malformed(format!("not a proof file: {e}")))?;
+        let file: ProofFile = serde_json::from_str(text)
+            .map_err(|e| VerifyError::Malformed(one_line(&format!("not a proof file: {e}")).into_owned()))?;
         if file.format != FORMAT {
             return Err(VerifyError::Malformed(format!("unknown proof format {:?}", file.format)));
         }
@@ -168,4 +170,17 @@ pub fn check_link(previous: &PublicValues, next: &PublicValues) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the proof file fuzz target: serde names an unknown field as written.
+    #[test]
+    fn an_error_quoting_a_key_with_a_newline_is_one_line() {
+        let err = ProofFile::from_json(r#"{"format":"zkfleet-proof/1","evil\nkey":1}"#).unwrap_err().to_string();
+        assert!(err.starts_with(r"not a proof file: unknown field `evil\nkey`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
 }

@@ -40,7 +40,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("bad store url {url:?}: {reason}")]
+    #[error("bad store url {url:?}: {}", crate::cli::one_line(.reason))]
     BadUrl { url: String, reason: String },
     /// The object's bytes are not the ones that were written: corrupted or truncated at rest.
     #[error("object {key} failed its integrity check: sha256 is {actual}, expected {expected}")]

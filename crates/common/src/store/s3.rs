@@ -503,6 +503,9 @@ mod tests {
             let err = S3Options::parse("s3://…", rest, &args(Some("http://b:2"))).unwrap_err().to_string();
             assert!(err.contains(needle), "{rest}: {err}");
         }
+        // Found by the store URL fuzz target: a setting's value is quoted in the error.
+        let err = S3Options::parse("s3://…", "b?path_style=tru\n", &args(None)).unwrap_err().to_string();
+        assert!(err.contains(r"path_style=tru\n is not true or false") && !err.contains('\n'), "{err}");
         let err = S3Options::parse("s3://b", "b", &args(Some("minio:9000"))).unwrap_err().to_string();
         assert!(err.contains("not an http:// or https:// URL"), "{err}");
     }

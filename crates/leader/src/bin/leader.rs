@@ -14,7 +14,7 @@ fn main() {
     // Sends the spans still buffered before the process ends.
     drop(telemetry);
     if let Err(exit) = result {
-        eprintln!("error: {}", exit.message());
+        eprintln!("error: {}", common::cli::one_line(exit.message()));
         std::process::exit(exit.code());
     }
 }
