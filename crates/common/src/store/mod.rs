@@ -177,7 +177,8 @@ impl CircuitCacheArgs {
 /// A store of one of the backends. Calls to the local and S3 backends are boxed (`Box::pin`): an
 /// S3 request's future is several kilobytes (the SDK's, inline), and without the box every
 /// `Store` call was that large, and so was every future that awaits one (a worker's whole task),
-/// with any backend, the memory store included. Measured: docs/benchmarks.md, "Store futures".
+/// with any backend, the memory store included. Measured: "Store futures" in
+/// `git show a9e8093^:docs/benchmarks.md`.
 #[derive(Clone, Debug)]
 pub enum Store {
     Local(LocalStore),
