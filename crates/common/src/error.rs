@@ -18,19 +18,28 @@ pub enum TaskErrorKind {
 pub struct TaskError {
     pub kind: TaskErrorKind,
     pub message: String,
+    /// The input whose bytes failed their integrity check, when that is why the task failed: the
+    /// leader then runs the task that wrote it again (absent from results of older workers).
+    #[serde(default)]
+    pub corrupt_input: Option<String>,
 }
 
 impl TaskError {
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { kind: TaskErrorKind::Transient, message: message.into() }
+        Self { kind: TaskErrorKind::Transient, message: message.into(), corrupt_input: None }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { kind: TaskErrorKind::Permanent, message: message.into() }
+        Self { kind: TaskErrorKind::Permanent, message: message.into(), corrupt_input: None }
     }
 
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self { kind: TaskErrorKind::InvalidInput, message: message.into() }
+        Self { kind: TaskErrorKind::InvalidInput, message: message.into(), corrupt_input: None }
+    }
+
+    /// Input `key` is not the bytes its producer wrote: permanent for this task as it stands.
+    pub fn corrupt_input(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { corrupt_input: Some(key.into()), ..Self::permanent(message) }
     }
 }
 

@@ -54,22 +54,39 @@ impl S3Server {
     pub fn start() -> Self {
         let root = tempfile::tempdir().expect("temporary directory");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Self::spawn(root.path(), port);
+        Self { child, root, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Runs s3s-fs over `root` on `port` and waits until it accepts connections.
+    fn spawn(root: &Path, port: u16) -> Child {
         let child = Command::new(binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(root.path())
+            .arg(root)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs runs (scripts/start-services installs it)");
-        let server = Self { child, root, endpoint: format!("http://127.0.0.1:{port}") };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr} within 20 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        child
+    }
+
+    /// Stops the server (an outage); its objects stay, for [`Self::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port over the same objects.
+    pub fn restart(&mut self) {
+        let port = self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the endpoint's port");
+        self.child = Self::spawn(self.root.path(), port);
     }
 
     /// Creates an empty bucket (a directory, for s3s-fs).

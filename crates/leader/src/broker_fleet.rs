@@ -99,15 +99,15 @@ pub async fn start(connection: Connection, uri: &str, store: Store, jobs: &[Stri
         let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "leader done".into())).await;
     });
 
-    let (uri, jobs, stop) = (uri.to_string(), jobs.to_vec(), shutdown.clone());
+    let (uri, jobs, stop, following_store) = (uri.to_string(), jobs.to_vec(), shutdown.clone(), store.clone());
     background.spawn(async move {
-        let outcome = follow(following, &uri, &jobs, &store, &event_tx, &stop).await;
+        let outcome = follow(following, &uri, &jobs, &following_store, &event_tx, &stop).await;
         if let Err(message) = outcome {
             let _ = event_tx.send(FleetEvent::Lost(message)).await;
         }
     });
 
-    Ok(FleetHandle { tasks: task_tx, events: event_rx, background, shutdown })
+    Ok(FleetHandle { tasks: task_tx, events: event_rx, store, background, shutdown })
 }
 
 /// How long the leader keeps trying to open its connection for results again before the job

@@ -1,6 +1,8 @@
 //! Drives planned jobs through a fleet: publishes each task once all of its inputs exist, follows
 //! results, retries transient failures ([`RetryPolicy::TASKS`], the same on both fleets: the wait
-//! happens here, not on a worker), and stops at the first failure that retrying cannot fix.
+//! happens here, not on a worker), runs a task again when an output of it is found corrupted
+//! (deleted, rewritten, then its reader runs again), and stops at the first failure that neither
+//! fixes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,6 +14,10 @@ use crate::fleet::{FleetEvent, FleetHandle};
 use crate::job_status::Records;
 use crate::metrics;
 use crate::progress::Progress;
+
+/// Times one artifact may be found corrupted and written again before its job fails: a store that
+/// corrupts what it keeps is not something to loop on.
+pub const CORRUPT_REWRITES: u32 = 2;
 
 /// One finished task, for reports and benchmarks.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -123,8 +129,10 @@ async fn run_graph(
     }
     let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| !nodes[i].done && nodes[i].waiting_on == 0).collect();
     let mut timings = Vec::with_capacity(nodes.len());
-    let by_id: std::collections::HashMap<String, usize> =
-        nodes.iter().enumerate().map(|(i, n)| (n.task.id(), i)).collect();
+    let by_id: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.task.id(), i)).collect();
+    let producer_of: HashMap<String, usize> =
+        nodes.iter().enumerate().flat_map(|(i, n)| n.task.outputs.iter().map(move |k| (k.clone(), i))).collect();
+    let mut rewrites: HashMap<String, u32> = HashMap::new();
     let tick = Duration::from_secs(10);
     let mut last_line = Instant::now();
     let policy = RetryPolicy::TASKS;
@@ -205,11 +213,44 @@ async fn run_graph(
                     }
                     TaskOutcome::Failed(e) => {
                         // A failure reported after the task succeeded, or twice (a redelivered
-                        // task reports again), changes nothing.
-                        if nodes[i].done || backing_off.iter().any(|&(_, k)| k == i) {
+                        // task reports again), changes nothing; nor does one of a task already
+                        // waiting for a corrupted input to be written again.
+                        if nodes[i].done || nodes[i].waiting_on > 0 || backing_off.iter().any(|&(_, k)| k == i) {
                             continue;
                         }
                         records.failed(nodes[i].job, nodes[i].task.round);
+                        if let Some(key) = &e.corrupt_input {
+                            // The producer writes the artifact again, then this task runs again.
+                            let Some(&p) = producer_of.get(key) else {
+                                return Err(JobFailure::Failed(format!("task {id} failed: {e} (a staged input)")));
+                            };
+                            let count = rewrites.entry(key.clone()).or_default();
+                            *count += 1;
+                            if *count > CORRUPT_REWRITES {
+                                return Err(JobFailure::Failed(format!(
+                                    "task {id} failed: {e} (written again {CORRUPT_REWRITES} times already)"
+                                )));
+                            }
+                            tracing::warn!(task = %id, input = %key, producer = %nodes[p].task.id(), error = %e,
+                                "input corrupted in the store; its producer runs again");
+                            if nodes[p].done {
+                                fleet.store.delete(key).await.map_err(|err| {
+                                    JobFailure::Failed(format!("task {id}: cannot delete corrupted input {key}: {err}"))
+                                })?;
+                                digests.remove(key);
+                                nodes[p].done = false;
+                                nodes[p].task.attempt += 1;
+                                remaining += 1;
+                                left_in_job[nodes[p].job] += 1;
+                                progress.task_undone(&nodes[p].task);
+                                records.undone(nodes[p].job, nodes[p].task.round);
+                                ready.push_back(p);
+                            }
+                            nodes[p].dependents.push(i);
+                            nodes[i].waiting_on += 1;
+                            nodes[i].task.attempt += 1;
+                            continue;
+                        }
                         match e.kind {
                             TaskErrorKind::Transient if policy.retries(nodes[i].task.attempt) => {
                                 let wait = policy.backoff(nodes[i].task.attempt);
@@ -252,4 +293,152 @@ async fn run_graph(
 fn link(nodes: &mut [Node], from: usize, to: usize) {
     nodes[from].dependents.push(to);
     nodes[to].waiting_on += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use common::plan::{plan, JobShape};
+    use common::store::digest;
+    use common::{TaskError, TaskOutcome};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// A job of 4 transactions in chunks of 2: witness, basic 0 and 1, one aggregate, final,
+    /// compress. The aggregate reads `jobs/j/basic/0-0` and `0-1`.
+    fn job() -> Plan {
+        plan(&JobShape {
+            job: "j".into(),
+            batch: 1,
+            tx_count: 4,
+            chunk_size: 2,
+            arity: 2,
+            levels: 1,
+            input_key: "jobs/j/input".into(),
+            previous_final_key: None,
+            params: vec![],
+            meta: Default::default(),
+        })
+        .unwrap()
+    }
+
+    /// A fleet whose one worker is `answer`: it writes each task's outputs (one byte, the attempt)
+    /// unless `answer` fails the task; returns the fleet and the tasks it was given, in order.
+    fn fleet(
+        store: Store,
+        answer: impl Fn(&Task) -> Option<TaskError> + Send + 'static,
+    ) -> (FleetHandle, Arc<Mutex<Vec<(String, u32)>>>) {
+        let (task_tx, mut task_rx) = mpsc::channel::<Task>(1);
+        let (event_tx, event_rx) = mpsc::channel(8);
+        let given = Arc::new(Mutex::new(Vec::new()));
+        let (seen, worker_store) = (given.clone(), store.clone());
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(async move {
+            while let Some(task) = task_rx.recv().await {
+                seen.lock().unwrap().push((task.id(), task.attempt));
+                let outcome = match answer(&task) {
+                    Some(error) => TaskOutcome::Failed(error),
+                    None => {
+                        let bytes = [task.attempt as u8];
+                        for key in &task.outputs {
+                            worker_store.put(key, &bytes).await.unwrap();
+                        }
+                        TaskOutcome::Done { reused: false, digests: vec![digest(&bytes); task.outputs.len()] }
+                    }
+                };
+                let result = TaskResult {
+                    job: task.job.clone(),
+                    round: task.round,
+                    level: task.level,
+                    index: task.index,
+                    outcome,
+                    duration_ms: 1,
+                    worker: "w".into(),
+                };
+                if event_tx.send(FleetEvent::Result(result)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let handle = FleetHandle {
+            tasks: task_tx,
+            events: event_rx,
+            store,
+            background,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        (handle, given)
+    }
+
+    async fn run(mut fleet: FleetHandle) -> Result<Vec<TaskTiming>, JobFailure> {
+        let mut progress = Progress::silent(&[("j".into(), 1, 4)]);
+        let plans = [job()];
+        run_jobs(&mut fleet, &plans, &[None], &HashSet::new(), &mut HashMap::new(), &mut progress, None).await
+    }
+
+    fn corrupt(key: &str) -> Option<TaskError> {
+        Some(TaskError::corrupt_input(key, format!("object {key} failed its integrity check")))
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_output_is_deleted_written_again_and_read_again() {
+        let store = Store::open("memory:").unwrap();
+        let first_read = Arc::new(Mutex::new(true));
+        let (fleet, given) = fleet(store.clone(), move |task| {
+            let first = std::mem::replace(&mut *first_read.lock().unwrap(), false);
+            if task.round == Round::Aggregate && first {
+                corrupt("jobs/j/basic/0-0")
+            } else {
+                None
+            }
+        });
+        run(fleet).await.expect("the job completes");
+        let given = given.lock().unwrap().clone();
+        let order: Vec<(&str, u32)> = given.iter().map(|(id, a)| (id.as_str(), *a)).collect();
+        assert_eq!(
+            order,
+            [
+                ("j/witness/0-0", 1),
+                ("j/basic/0-0", 1),
+                ("j/basic/0-1", 1),
+                ("j/aggregate/1-0", 1),
+                ("j/basic/0-0", 2),
+                ("j/aggregate/1-0", 2),
+                ("j/final/0-0", 1),
+                ("j/compress/0-0", 1),
+            ]
+        );
+        assert_eq!(store.get("jobs/j/basic/0-0").await.unwrap(), [2], "the artifact was deleted and written again");
+    }
+
+    #[tokio::test]
+    async fn an_artifact_corrupted_again_and_again_fails_the_job_in_one_line() {
+        let (fleet, given) = fleet(Store::open("memory:").unwrap(), |task| match task.round {
+            Round::Aggregate => corrupt("jobs/j/basic/0-1"),
+            _ => None,
+        });
+        let err = run(fleet).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "task j/aggregate/1-0 failed: object jobs/j/basic/0-1 failed its integrity check \
+                 (written again {CORRUPT_REWRITES} times already)"
+            )
+        );
+        let rewritten = given.lock().unwrap().iter().filter(|(id, _)| id == "j/basic/0-1").count();
+        assert_eq!(rewritten as u32, 1 + CORRUPT_REWRITES);
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_staged_input_fails_the_job() {
+        let (fleet, given) = fleet(Store::open("memory:").unwrap(), |task| match task.round {
+            Round::Witness => corrupt("jobs/j/input"),
+            _ => None,
+        });
+        let err = run(fleet).await.unwrap_err().to_string();
+        assert!(err.starts_with("task j/witness/0-0 failed: object jobs/j/input failed") && err.ends_with("(a staged input)"), "{err}");
+        assert_eq!(given.lock().unwrap().len(), 1);
+    }
 }

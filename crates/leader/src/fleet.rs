@@ -33,6 +33,8 @@ pub enum FleetEvent {
 pub struct FleetHandle {
     pub tasks: mpsc::Sender<Task>,
     pub events: mpsc::Receiver<FleetEvent>,
+    /// The store the fleet's workers read and write.
+    pub store: Store,
     pub(crate) background: JoinSet<()>,
     pub(crate) shutdown: CancellationToken,
 }
@@ -77,5 +79,5 @@ pub fn start_embedded(workers: usize, store: Store, backend: Arc<dyn ProvingBack
             }
         });
     }
-    FleetHandle { tasks: task_tx, events: result_rx, background: set, shutdown }
+    FleetHandle { tasks: task_tx, events: result_rx, store, background: set, shutdown }
 }

@@ -204,6 +204,12 @@ impl Records {
         r.busy_ms += duration_ms;
     }
 
+    /// A task counted done runs again.
+    pub fn undone(&mut self, job: usize, round: Round) {
+        let r = self.round(job, round);
+        r.done = r.done.saturating_sub(1);
+    }
+
     pub fn failed(&mut self, job: usize, round: Round) {
         let r = self.round(job, round);
         r.in_flight = r.in_flight.saturating_sub(1);

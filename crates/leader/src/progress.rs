@@ -96,6 +96,19 @@ impl Progress {
         }
     }
 
+    /// A task counted done runs again (its output was found corrupted): its transactions are no
+    /// longer counted proved.
+    pub fn task_undone(&mut self, task: &Task) {
+        let Some(job) = self.jobs.get_mut(&task.job) else { return };
+        if task.round == Round::Basic {
+            let n = task.tx_range.1 - task.tx_range.0;
+            job.txs_proved = job.txs_proved.saturating_sub(n);
+            if let Some(bar) = &self.bar {
+                bar.set_position(bar.position().saturating_sub(n));
+            }
+        }
+    }
+
     /// A periodic line while rounds without transaction counts (aggregation) run.
     pub fn heartbeat(&self) {
         if self.bar.is_some() || !self.lines {

@@ -149,7 +149,7 @@ fn a_cancelled_job_stops_and_the_other_goes_on() {
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     assert_eq!(fleet.values(&fleet.path("b.proof"))["tx_count"], 8);
     // After each worker heard of the cancellation it started nothing of that job.
-    for w in [w1, w2] {
+    for w in [&w1, &w2] {
         let lines = w.stderr();
         let heard = lines.iter().position(|l| l.contains("job cancelled") && l.contains(&job_a));
         let heard = heard.unwrap_or_else(|| panic!("worker never heard of the cancellation:\n{}", lines.join("\n")));
@@ -163,6 +163,12 @@ fn a_cancelled_job_stops_and_the_other_goes_on() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(table.lines().any(|l| l.starts_with(&job_a) && l.contains("cancelled")), "{table}");
     assert_eq!(fleet.vhost.depth("zkfleet.tasks.basic"), (0, 0));
+    // `resume` proves it after all, on the workers that heard it cancelled.
+    let proof = fleet.path("a-resumed.proof");
+    let resume = fleet.leader(&["resume", "--keep-artifacts", "--output", proof.to_str().unwrap(), &job_a]);
+    let (code, _, err) = Proc::spawn(resume).finish_beside(JOB_TIMEOUT, &[&w1, &w2]);
+    assert_eq!(code, Some(0), "{}", err.join("\n"));
+    assert_eq!(fleet.values(&proof)["tx_count"], 16);
     // `purge` removes what is left of it.
     assert!(fleet.run_leader(&["purge", &job_a]).status.success());
     assert!(!fleet.store().join("jobs").join(&job_a).exists());

@@ -67,7 +67,7 @@ pub struct Cli {
     /// Device memory one commitment may hold, in MiB (default: the device's).
     #[arg(long, env = "ZKFLEET_GPU_MEMORY_MIB")]
     pub gpu_memory_mib: Option<u64>,
-    /// Proving backend; `noop` proves nothing and exists for the dispatch benchmark.
+    /// Proving backend; `noop` (feature `testing` only) proves nothing, for tests and benchmarks.
     #[arg(long, env = "ZKFLEET_BACKEND", value_enum, default_value = "reference", hide = true)]
     pub backend: Backend,
 }
@@ -75,6 +75,7 @@ pub struct Cli {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Backend {
     Reference,
+    #[cfg(feature = "testing")]
     Noop,
 }
 
@@ -86,8 +87,10 @@ fn parse_round(s: &str) -> Result<Round, String> {
 }
 
 /// Proves nothing: every output is empty. Measures what the fleet costs around a proof.
+#[cfg(feature = "testing")]
 pub struct NoopBackend;
 
+#[cfg(feature = "testing")]
 impl ProvingBackend for NoopBackend {
     fn prove(&self, task: &Task, _inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, TaskError> {
         Ok(vec![Vec::new(); task.outputs.len()])
@@ -177,6 +180,7 @@ impl Cli {
                     None => backend,
                 })
             }
+            #[cfg(feature = "testing")]
             Backend::Noop => Arc::new(NoopBackend),
         };
         Ok(daemon::Config {

@@ -437,12 +437,19 @@ async fn follow_cancellations(
     }))
 }
 
+/// Whether `job` is cancelled: its marker is in the store. The marker also covers cancellations
+/// sent before this worker started, and `leader resume` deletes it, so a job cancelled and then
+/// resumed runs again on a worker that heard the cancellation. A worker that cannot read the
+/// store goes by what it heard.
 async fn is_cancelled(shared: &Shared, job: &str) -> bool {
-    if shared.cancelled.lock().unwrap().contains(job) {
-        return true;
+    match shared.store.exists(&common::keys::cancel_marker(job)).await {
+        Ok(true) => true,
+        Ok(false) => {
+            shared.cancelled.lock().unwrap().remove(job);
+            false
+        }
+        Err(_) => shared.cancelled.lock().unwrap().contains(job),
     }
-    // The marker also covers cancellations sent before this worker started.
-    matches!(shared.store.exists(&common::keys::cancel_marker(job)).await, Ok(true))
 }
 
 async fn handle(delivery: Delivery, shared: Arc<Shared>) {

@@ -98,7 +98,11 @@ async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Re
     }
     let mut inputs = Vec::with_capacity(task.inputs.len());
     for (i, key) in task.inputs.iter().enumerate() {
-        inputs.push(store.get_verified(key, task.input_digest(i)).await.map_err(store_error)?);
+        let bytes = store.get_verified(key, task.input_digest(i)).await.map_err(|e| match e {
+            StoreError::Integrity { .. } => TaskError::corrupt_input(key, e.to_string()),
+            e => store_error(e),
+        })?;
+        inputs.push(bytes);
     }
     let owned = task.clone();
     // Proving is CPU-bound and long: keep it off the async runtime.
