@@ -324,12 +324,12 @@ mod tests {
         .unwrap()
     }
 
+    /// The tasks a test fleet was given, in order: id and attempt.
+    type Given = Arc<Mutex<Vec<(String, u32)>>>;
+
     /// A fleet whose one worker is `answer`: it writes each task's outputs (one byte, the attempt)
-    /// unless `answer` fails the task; returns the fleet and the tasks it was given, in order.
-    fn fleet(
-        store: Store,
-        answer: impl Fn(&Task) -> Option<TaskError> + Send + 'static,
-    ) -> (FleetHandle, Arc<Mutex<Vec<(String, u32)>>>) {
+    /// unless `answer` fails the task; returns the fleet and the tasks it was given.
+    fn fleet(store: Store, answer: impl Fn(&Task) -> Option<TaskError> + Send + 'static) -> (FleetHandle, Given) {
         let (task_tx, mut task_rx) = mpsc::channel::<Task>(1);
         let (event_tx, event_rx) = mpsc::channel(8);
         let given = Arc::new(Mutex::new(Vec::new()));
@@ -386,13 +386,11 @@ mod tests {
     async fn a_corrupted_output_is_deleted_written_again_and_read_again() {
         let store = Store::open("memory:").unwrap();
         let first_read = Arc::new(Mutex::new(true));
-        let (fleet, given) = fleet(store.clone(), move |task| {
-            let first = std::mem::replace(&mut *first_read.lock().unwrap(), false);
-            if task.round == Round::Aggregate && first {
+        let (fleet, given) = fleet(store.clone(), move |task| match task.round {
+            Round::Aggregate if std::mem::replace(&mut *first_read.lock().unwrap(), false) => {
                 corrupt("jobs/j/basic/0-0")
-            } else {
-                None
             }
+            _ => None,
         });
         run(fleet).await.expect("the job completes");
         let given = given.lock().unwrap().clone();
@@ -438,7 +436,11 @@ mod tests {
             _ => None,
         });
         let err = run(fleet).await.unwrap_err().to_string();
-        assert!(err.starts_with("task j/witness/0-0 failed: object jobs/j/input failed") && err.ends_with("(a staged input)"), "{err}");
+        assert!(
+            err.starts_with("task j/witness/0-0 failed: object jobs/j/input failed")
+                && err.ends_with("(a staged input)"),
+            "{err}"
+        );
         assert_eq!(given.lock().unwrap().len(), 1);
     }
 }
