@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use common::store::{CircuitCacheArgs, StoreArgs, StoreError};
 use common::topology::Pool;
-use common::{ProvingBackend, Round, Task, TaskError};
+use common::{ProvingBackend, Round};
 
 use prover::cli::ParamsArgs;
 
@@ -92,7 +92,7 @@ pub struct NoopBackend;
 
 #[cfg(feature = "testing")]
 impl ProvingBackend for NoopBackend {
-    fn prove(&self, task: &Task, _inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, TaskError> {
+    fn prove(&self, task: &common::Task, _inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, common::TaskError> {
         Ok(vec![Vec::new(); task.outputs.len()])
     }
 }
