@@ -141,12 +141,19 @@ fn tls_config(uri: &str) -> Result<(String, OwnedTLSConfig), String> {
     if !uri.starts_with("amqps://") {
         return Err(format!("cacertfile={ca_file} is for amqps:// URIs; this one is not TLS"));
     }
-    let pem = std::fs::read_to_string(&ca_file).map_err(|e| format!("cannot read cacertfile {ca_file}: {e}"))?;
-    if !pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(format!("cacertfile {ca_file} holds no PEM certificate"));
-    }
+    let pem = read_ca_file(&ca_file).map_err(|e| format!("cacertfile {e}"))?;
     let plain = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
     Ok((plain, OwnedTLSConfig { identity: None, cert_chain: Some(pem) }))
+}
+
+/// Reads a PEM file of CA certificates to trust, as the broker's `cacertfile` and the S3 store's
+/// `ca_file` name one; the error names the file and starts with it.
+pub(crate) fn read_ca_file(path: &str) -> Result<String, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{path} cannot be read: {e}"))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{path} holds no PEM certificate"));
+    }
+    Ok(pem)
 }
 
 /// A channel in confirm mode: every publish waits for the broker to take the message.
@@ -324,7 +331,7 @@ mod tests {
         assert!(err.contains("is for amqps:// URIs"), "{err}");
         let missing = dir.path().join("missing.pem");
         let err = tls_config(&format!("amqps://h/v?cacertfile={}", missing.display())).unwrap_err();
-        assert!(err.starts_with(&format!("cannot read cacertfile {}", missing.display())), "{err}");
+        assert!(err.starts_with(&format!("cacertfile {} cannot be read", missing.display())), "{err}");
         std::fs::write(dir.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
         let err = tls_config(&format!("amqps://h/v?cacertfile={}/key.pem", dir.path().display())).unwrap_err();
         assert!(err.ends_with("holds no PEM certificate"), "{err}");

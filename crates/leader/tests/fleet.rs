@@ -13,12 +13,6 @@ use support::{job_ids, Fleet, Proc};
 // A bound, not a pace: two tests share 2 cores and each worker builds its circuits first.
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn prove(fleet: &Fleet, input: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> Proc {
-    let mut args = vec!["prove", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    Proc::spawn(fleet.leader(&args))
-}
-
 /// Publishes raw bytes on a task queue, as a broken or hostile client would.
 fn publish_garbage(fleet: &Fleet) {
     let uri = fleet.vhost.uri();
@@ -44,8 +38,8 @@ fn two_workers_prove_two_jobs_at_once_and_survive_garbage() {
     let a = fleet.synth("a.json", 12, 1);
     let b = fleet.synth("b.json", 6, 2);
     let (pa, pb) = (fleet.path("a.proof"), fleet.path("b.proof"));
-    let job_a = prove(&fleet, &a, &pa, &[]);
-    let job_b = prove(&fleet, &b, &pb, &[]);
+    let job_a = fleet.prove(&a, &pa, &[]);
+    let job_b = fleet.prove(&b, &pb, &[]);
     for job in [job_a, job_b] {
         let (code, _, err) = job.finish(JOB_TIMEOUT);
         assert_eq!(code, Some(0), "{}", err.join("\n"));
@@ -82,7 +76,7 @@ fn a_worker_killed_in_the_middle_of_a_task_costs_nothing() {
     let mut w1 = fleet.worker("w1", &[]);
     let input = fleet.synth("a.json", 16, 3);
     let proof = fleet.path("a.proof");
-    let leader = prove(&fleet, &input, &proof, &["--keep-artifacts"]);
+    let leader = fleet.prove(&input, &proof, &["--keep-artifacts"]);
     // w1 takes the witness task and then the first basic task; kill it while it proves one.
     let started = w1.wait_for(&["task started", "round=basic"], JOB_TIMEOUT);
     w1.kill9();
@@ -104,7 +98,7 @@ fn a_leader_stopped_by_sigterm_is_resumed() {
     let fleet = Fleet::new();
     let _w = fleet.worker("w1", &[]);
     let input = fleet.synth("a.json", 16, 4);
-    let mut leader = prove(&fleet, &input, &fleet.path("lost.proof"), &[]);
+    let mut leader = fleet.prove(&input, &fleet.path("lost.proof"), &[]);
     let jobs = job_ids(&leader.wait_for(&["jobs staged"], Duration::from_secs(60)));
     leader.wait_for(&["txs_proved=4 "], JOB_TIMEOUT);
     leader.terminate();
@@ -133,9 +127,9 @@ fn a_cancelled_job_stops_and_the_other_goes_on() {
     let w1 = fleet.worker("w1", &[]);
     let w2 = fleet.worker("w2", &[]);
     let (a, b) = (fleet.synth("a.json", 16, 5), fleet.synth("b.json", 8, 6));
-    let leader_a = prove(&fleet, &a, &fleet.path("a.proof"), &[]);
+    let leader_a = fleet.prove(&a, &fleet.path("a.proof"), &[]);
     let job_a = job_ids(&leader_a.wait_for(&["jobs staged"], Duration::from_secs(60))).remove(0);
-    let leader_b = prove(&fleet, &b, &fleet.path("b.proof"), &[]);
+    let leader_b = fleet.prove(&b, &fleet.path("b.proof"), &[]);
     leader_a.wait_for(&["txs_proved=4 "], JOB_TIMEOUT);
 
     let out = fleet.run_leader(&["cancel", &job_a]);
@@ -246,7 +240,7 @@ fn a_preloading_worker_takes_tasks_only_with_its_circuits_ready() {
 
     let batch = fleet.synth("a.json", 6, 3);
     let proof = fleet.path("a.proof");
-    let (code, _, err) = prove(&fleet, &batch, &proof, &[]).finish(JOB_TIMEOUT);
+    let (code, _, err) = fleet.prove(&batch, &proof, &[]).finish(JOB_TIMEOUT);
     assert_eq!(code, Some(0), "{}", err.join("\n"));
     assert_eq!(fleet.values(&proof)["tx_count"], 6);
 

@@ -43,14 +43,7 @@ fn jobs_prove_with_the_store_on_s3() {
     let _worker = fleet.worker("w1", &[]);
     let input = fleet.synth("a.json", 12, 21);
     let proof = fleet.path("a.proof");
-    let leader = Proc::spawn(fleet.leader(&[
-        "prove",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        proof.to_str().unwrap(),
-        "--keep-artifacts",
-    ]));
+    let leader = fleet.prove(&input, &proof, &["--keep-artifacts"]);
     let job = job_ids(&leader.wait_for(&["jobs staged"], Duration::from_secs(60))).remove(0);
     let (code, _, err) = leader.finish(JOB_TIMEOUT);
     assert_eq!(code, Some(0), "{}", err.join("\n"));

@@ -13,12 +13,6 @@ use support::{job_ids, Fleet, Proc};
 // A bound, not a pace: workers build their circuits first (on S3, into the test's own bucket).
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn prove(fleet: &Fleet, input: &std::path::Path, proof: &std::path::Path, extra: &[&str]) -> Proc {
-    let mut args = vec!["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    Proc::spawn(fleet.leader(&args))
-}
-
 #[test]
 fn a_byte_flipped_in_an_artifact_is_caught_and_its_producer_runs_again() {
     let fleet = Fleet::new();
@@ -27,7 +21,7 @@ fn a_byte_flipped_in_an_artifact_is_caught_and_its_producer_runs_again() {
     // One worker proves the chunks; the rounds above wait for the second, started once the
     // chunks' proofs are in the store.
     let chunks = fleet.worker("chunks", &["--rounds", "witness,basic"]);
-    let leader = prove(&fleet, &input, &proof, &["--keep-artifacts"]);
+    let leader = fleet.prove(&input, &proof, &["--keep-artifacts"]);
     let job = job_ids(&leader.wait_for(&["jobs staged"], Duration::from_secs(60))).remove(0);
     leader.wait_for(&["txs_proved=8 "], JOB_TIMEOUT);
 
@@ -60,7 +54,7 @@ fn an_s3_outage_mid_job_costs_retries_and_a_longer_one_leaves_the_job_resumable(
     // has failed on it. The job completes.
     let input = fleet.synth("a.json", 8, 22);
     let proof = fleet.path("a.proof");
-    let leader = prove(&fleet, &input, &proof, &[]);
+    let leader = fleet.prove(&input, &proof, &[]);
     leader.wait_for(&["txs_proved=4 "], JOB_TIMEOUT);
     fleet.s3.as_mut().unwrap().stop();
     let retried = leader.wait_for(&["retrying task"], JOB_TIMEOUT);
@@ -74,7 +68,7 @@ fn an_s3_outage_mid_job_costs_retries_and_a_longer_one_leaves_the_job_resumable(
     // resume it, and `leader resume` finishes it once the store is back.
     let input = fleet.synth("b.json", 8, 23);
     let proof = fleet.path("b.proof");
-    let leader = prove(&fleet, &input, &proof, &[]);
+    let leader = fleet.prove(&input, &proof, &[]);
     let jobs = job_ids(&leader.wait_for(&["jobs staged"], Duration::from_secs(60)));
     leader.wait_for(&["txs_proved=4 "], JOB_TIMEOUT);
     fleet.s3.as_mut().unwrap().stop();

@@ -83,15 +83,7 @@ fn a_fleet_proves_over_amqps_and_a_wrong_ca_or_host_is_refused_before_staging() 
     let uri = amqps(&fleet, "localhost", listener.port, &ca.ca_file);
     let worker = fleet.worker("w1", &["--amqp-uri", &uri]);
     let proof = fleet.path("a.proof.json");
-    let leader = Proc::spawn(fleet.leader(&[
-        "prove",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        proof.to_str().unwrap(),
-        "--amqp-uri",
-        &uri,
-    ]));
+    let leader = fleet.prove(&input, &proof, &["--amqp-uri", &uri]);
     leader.wait_for(&["jobs staged"], Duration::from_secs(60));
     // The broker's own list (the management API's lags by its statistics interval).
     let out = Command::new("rabbitmqctl")

@@ -157,11 +157,8 @@ impl S3Store {
         let mut http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
         if let Some(path) = &options.ca_file {
-            let bad = |message: String| StoreError::Rejected { what: format!("S3 CA file {path}"), message };
-            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                return Err(bad("it holds no PEM certificate".into()));
-            }
+            let bad = |message: String| StoreError::Rejected { what: "the S3 CA file".into(), message };
+            let pem = crate::broker::read_ca_file(path).map_err(bad)?;
             let trust = tls::TrustStore::default().with_pem_certificate(pem);
             let context = tls::TlsContext::builder().with_trust_store(trust).build().map_err(|e| bad(e.to_string()))?;
             http = http.tls_context(context);

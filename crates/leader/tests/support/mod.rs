@@ -242,6 +242,13 @@ impl Fleet {
         cmd
     }
 
+    /// Starts `leader prove` of `input` into `output`, with `extra` flags.
+    pub fn prove(&self, input: &Path, output: &Path, extra: &[&str]) -> Proc {
+        let mut args = vec!["prove", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Proc::spawn(self.leader(&args))
+    }
+
     /// Runs a leader command to its end.
     pub fn run_leader(&self, args: &[&str]) -> Output {
         let mut cmd = self.leader(args);
