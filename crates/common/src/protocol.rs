@@ -105,7 +105,8 @@ impl Task {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskOutcome {
     /// The outputs are in the store, with these SHA-256 digests in output order. `reused` is set
-    /// when they were there already.
+    /// when they were there already: before proving, or when writing them (a copy of the task
+    /// proved at the same time wrote first). Unset, this attempt wrote every output.
     Done {
         reused: bool,
         digests: Vec<String>,

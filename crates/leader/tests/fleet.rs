@@ -1,7 +1,7 @@
 //! The broker fleet as an operator runs it: worker processes and leaders that share nothing but
 //! a real RabbitMQ (a virtual host of each test's own) and a store directory, with workers killed,
 //! leaders killed, jobs cancelled and garbage on a task queue. Broker restarts are in
-//! `broker_restart.rs` (they would disturb the tests here).
+//! `broker_faults.rs` (they would disturb the tests here).
 
 mod support;
 

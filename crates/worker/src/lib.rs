@@ -83,7 +83,8 @@ pub async fn execute_task(
     }
 }
 
-/// Proves `task` unless its outputs exist; returns whether they did, and their digests.
+/// Proves `task` unless its outputs exist; returns whether they did (before proving, or when
+/// writing them), and their digests.
 async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Result<(bool, Vec<String>), TaskError> {
     // Redelivery is safe: a task whose outputs all exist is not proven again.
     let mut all_exist = !task.outputs.is_empty();
@@ -116,16 +117,18 @@ async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Re
             task.outputs.len()
         )));
     }
-    let mut digests = Vec::with_capacity(outputs.len());
+    let (mut digests, mut reused) = (Vec::with_capacity(outputs.len()), false);
     for (key, bytes) in task.outputs.iter().zip(&outputs) {
         if store.put(key, bytes).await.map_err(store_error)? {
             digests.push(digest(bytes));
         } else {
-            // Another attempt wrote first: what the store holds is the output.
+            // Another attempt (a redelivered copy, proving at the same time) wrote first: what the
+            // store holds is the output, and this attempt wrote nothing.
             digests.extend(stored_digests(store, std::slice::from_ref(key)).await?);
+            reused = true;
         }
     }
-    Ok((false, digests))
+    Ok((reused, digests))
 }
 
 /// The digests of objects as the store holds them.

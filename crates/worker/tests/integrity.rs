@@ -79,3 +79,42 @@ async fn a_substituted_input_fails_against_the_recorded_digest() {
         "a redelivery reports the stored output"
     );
 }
+
+/// Proves only once both copies of a task are proving.
+struct Together(std::sync::Barrier);
+
+impl common::ProvingBackend for Together {
+    fn prove(&self, task: &Task, _inputs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, common::TaskError> {
+        self.0.wait();
+        Ok(vec![b"proof".to_vec(); task.outputs.len()])
+    }
+}
+
+/// Two copies of one task (a publish whose confirm was lost is sent again) proving at once: one
+/// writes the output, the other finds it written and says so, and both report its digest. On the
+/// in-memory store: the S3-compatible test server checks `If-None-Match` before it writes, not
+/// atomically as S3 does, so two writes at once both pass there.
+#[tokio::test]
+async fn of_two_copies_proving_at_once_one_writes_and_the_other_reports_reused() {
+    let store = Store::open("memory:").unwrap();
+    store.put("jobs/j/witness/0-0", b"chunk witness bytes").await.unwrap();
+    let recorded = digest(b"chunk witness bytes");
+    let backend: Arc<dyn common::ProvingBackend> = Arc::new(Together(std::sync::Barrier::new(2)));
+    let task = task(Some(recorded));
+    let (a, b) = tokio::join!(
+        worker::execute_task(&task, &store, backend.clone(), "a", "cpu"),
+        worker::execute_task(&task, &store, backend.clone(), "b", "cpu"),
+    );
+    let mut reused: Vec<bool> = [a.outcome, b.outcome]
+        .into_iter()
+        .map(|outcome| match outcome {
+            TaskOutcome::Done { reused, digests } => {
+                assert_eq!(digests, vec![digest(b"proof")]);
+                reused
+            }
+            failed => panic!("{failed:?}"),
+        })
+        .collect();
+    reused.sort();
+    assert_eq!(reused, [false, true], "one copy wrote the output");
+}

@@ -58,7 +58,12 @@ impl Vhost {
     }
 
     pub fn uri(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+        self.uri_at("127.0.0.1:5672")
+    }
+
+    /// The URI of this virtual host on a broker (or a proxy in front of it) at `addr`.
+    pub fn uri_at(&self, addr: &str) -> String {
+        format!("amqp://guest:guest@{addr}/{}", self.name)
     }
 
     /// Ready and unacked messages of a queue.
@@ -193,6 +198,8 @@ pub struct Fleet {
     pub vhost: Vhost,
     pub dir: tempfile::TempDir,
     pub s3: Option<S3Server>,
+    /// Where the fleet's processes reach the broker, when not at its own address.
+    pub broker: Option<String>,
 }
 
 /// The bucket and prefix of a fleet on S3.
@@ -201,7 +208,7 @@ pub const PREFIX: &str = "zkfleet";
 
 impl Fleet {
     pub fn new() -> Self {
-        Fleet { vhost: Vhost::new(), dir: tempfile::tempdir().unwrap(), s3: None }
+        Fleet { vhost: Vhost::new(), dir: tempfile::tempdir().unwrap(), s3: None, broker: None }
     }
 
     /// A fleet whose store is `s3://fleet/zkfleet` on a fresh S3-compatible server.
@@ -225,7 +232,8 @@ impl Fleet {
     }
 
     fn env(&self, cmd: &mut Command) {
-        cmd.envs(SMALL).env("ZKFLEET_AMQP_URI", self.vhost.uri());
+        let uri = self.broker.as_deref().map_or_else(|| self.vhost.uri(), |addr| self.vhost.uri_at(addr));
+        cmd.envs(SMALL).env("ZKFLEET_AMQP_URI", uri);
         match &self.s3 {
             None => cmd.env("ZKFLEET_STORE", self.store()).env("ZKFLEET_CIRCUIT_CACHE", CIRCUIT_CACHE),
             Some(s3) => cmd
