@@ -13,8 +13,6 @@ use std::time::Instant;
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::StoreError;
-
 pub const STORE_READ_BYTES: &str = "zkfleet_store_read_bytes_total";
 pub const STORE_WRITTEN_BYTES: &str = "zkfleet_store_written_bytes_total";
 pub const STORE_DURATION: &str = "zkfleet_store_operation_duration_seconds";
@@ -64,6 +62,17 @@ fn describe() {
     describe_counter!(STORE_ERRORS, "Object store operations that failed (a missing object is not a failure)");
 }
 
+/// How one store operation ended, as its metrics count it.
+pub enum StoreEnded {
+    /// Done, having moved this many bytes.
+    Done {
+        bytes: usize,
+    },
+    /// The object was not there: not a failure.
+    Missing,
+    Failed,
+}
+
 /// Times one store operation. The store calls it in one place per operation. Before [`install`]
 /// it neither reads the clock nor records anything.
 pub struct StoreTimer(Option<Instant>);
@@ -73,32 +82,18 @@ impl StoreTimer {
         Self(installed().then(Instant::now))
     }
 
-    fn record<T>(&self, operation: &'static str, result: &Result<T, StoreError>) {
+    /// Records a read (`get`) or a write (`put`) that ended as `ended`.
+    pub fn record(self, operation: &'static str, ended: StoreEnded) {
         let Some(started) = self.0 else { return };
         histogram!(STORE_DURATION, "operation" => operation).record(started.elapsed().as_secs_f64());
-        if let Err(e) = result {
-            if !matches!(e, StoreError::NotFound(_)) {
-                counter!(STORE_ERRORS, "operation" => operation).increment(1);
+        match ended {
+            StoreEnded::Done { bytes } => {
+                let moved = if operation == "get" { STORE_READ_BYTES } else { STORE_WRITTEN_BYTES };
+                counter!(moved).increment(bytes as u64);
             }
+            StoreEnded::Missing => {}
+            StoreEnded::Failed => counter!(STORE_ERRORS, "operation" => operation).increment(1),
         }
-    }
-
-    /// Records a read and hands its result back.
-    pub fn read(self, result: Result<Vec<u8>, StoreError>) -> Result<Vec<u8>, StoreError> {
-        self.record("get", &result);
-        if let (Some(_), Ok(bytes)) = (self.0, &result) {
-            counter!(STORE_READ_BYTES).increment(bytes.len() as u64);
-        }
-        result
-    }
-
-    /// Records a write of `len` bytes and hands its result back.
-    pub fn write<T>(self, len: usize, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.record("put", &result);
-        if self.0.is_some() && result.is_ok() {
-            counter!(STORE_WRITTEN_BYTES).increment(len as u64);
-        }
-        result
     }
 }
 

@@ -397,7 +397,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Purge(a) => ops::purge(&a.fleet.amqp_uri, &a.fleet.store().await?, &a.jobs).await,
         Command::Resume(a) => {
             let _metrics = serve_metrics(a.metrics_addr).await?;
-            ops::resume(ops::ResumeOptions {
+            prove::resume(prove::ResumeOptions {
                 store: a.fleet.store().await?,
                 uri: a.fleet.amqp_uri.into_inner(),
                 jobs: a.jobs,

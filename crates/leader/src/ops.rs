@@ -1,9 +1,8 @@
-//! Fleet operations: `status`, `cancel`, `resume`, `dead`, `purge`. Each works from the broker and
-//! the store alone, so any machine with the fleet's URI and store can run them, including while
+//! Fleet operations: `status`, `cancel`, `dead`, `purge`, and what `resume` starts from (resuming
+//! itself drives jobs, in `prove.rs`). Each works from the broker and the store alone, so any machine with the fleet's URI and store can run them, including while
 //! the job's own leader runs or after it died.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 
 use base64::Engine;
 use common::broker::{self, Publisher};
@@ -20,7 +19,6 @@ use serde::Deserialize;
 use crate::broker_fleet;
 use crate::job_status;
 use crate::journal::{self, Journal};
-use crate::prove::{drive, finish, DriveOptions};
 use crate::Exit;
 
 fn store_err(e: common::store::StoreError) -> Exit {
@@ -73,27 +71,6 @@ pub async fn delete_results_queues(uri: &str, jobs: &[String]) -> Result<(), Exi
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())
-}
-
-pub struct ResumeOptions {
-    pub uri: String,
-    pub store: Store,
-    pub jobs: Vec<String>,
-    pub output: Option<PathBuf>,
-    pub keep_artifacts: bool,
-    pub stats: Option<PathBuf>,
-}
-
-/// Finishes jobs whose leader is gone: what is in the store is done, the rest is published again.
-pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
-    let (connection, journals, done) = prepare_resume(&opts.uri, &opts.store, &opts.jobs).await?;
-    let drive_opts = DriveOptions {
-        stats: opts.stats.clone(),
-        ..DriveOptions::broker(opts.keep_artifacts, crate::prove::Signals::of_process(), true)
-    };
-    let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;
-    let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
-    finish(outcome, &drive_opts, &opts.store, &jobs, opts.output.as_deref()).await
 }
 
 /// What resuming jobs starts from: a broker connection, their journals (in batch order) and the

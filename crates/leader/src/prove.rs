@@ -577,6 +577,27 @@ pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), Exit> {
     }
 }
 
+pub struct ResumeOptions {
+    pub uri: String,
+    pub store: Store,
+    pub jobs: Vec<String>,
+    pub output: Option<PathBuf>,
+    pub keep_artifacts: bool,
+    pub stats: Option<PathBuf>,
+}
+
+/// Finishes jobs whose leader is gone: what is in the store is done, the rest is published again.
+pub async fn resume(opts: ResumeOptions) -> Result<(), Exit> {
+    let (connection, journals, done) = crate::ops::prepare_resume(&opts.uri, &opts.store, &opts.jobs).await?;
+    let drive_opts = DriveOptions {
+        stats: opts.stats.clone(),
+        ..DriveOptions::broker(opts.keep_artifacts, Signals::of_process(), true)
+    };
+    let outcome = drive(&drive_opts, &opts.store, Some((connection, opts.uri.clone())), &journals, &done).await;
+    let jobs: Vec<String> = journals.iter().map(|j| j.job.clone()).collect();
+    finish(outcome, &drive_opts, &opts.store, &jobs, opts.output.as_deref()).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

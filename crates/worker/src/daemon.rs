@@ -98,8 +98,8 @@ pub enum WorkerError {
     Broker(#[from] BrokerError),
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
-    #[error("cannot serve http on {addr}: {source}")]
-    Http { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     /// The backend can no longer prove here (a lost GPU); the task in hand went back.
     #[error("{0}; the worker stopped so that it is restarted")]
     Backend(String),

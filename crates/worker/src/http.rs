@@ -14,7 +14,13 @@ use lapin::Connection;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::WorkerError;
+/// The endpoints' address could not be served (taken, or not this host's).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve http on {addr}: {source}")]
+pub struct HttpError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
 
 /// How often histograms and idle series are tidied between scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -27,7 +33,7 @@ pub async fn serve(
     connection: Arc<Connection>,
     device: Option<String>,
     shutdown: CancellationToken,
-) -> Result<SocketAddr, WorkerError> {
+) -> Result<SocketAddr, HttpError> {
     // A GPU worker names its device: `ready` then `device: NVIDIA H100 ... (device 0, sm_90, ...)`.
     let shown = device.map(|d| format!("device: {d}\n")).unwrap_or_default();
     let readyz = move || {
@@ -42,7 +48,7 @@ pub async fn serve(
         }
     };
     let app = metrics_router(&shutdown).route("/livez", get(|| async { "ok\n" })).route("/readyz", get(readyz));
-    let local = bind_and_serve(addr, app, shutdown).await.map_err(|source| WorkerError::Http { addr, source })?;
+    let local = bind_and_serve(addr, app, shutdown).await.map_err(|source| HttpError { addr, source })?;
     tracing::info!(addr = %local, "serving /livez, /readyz and /metrics");
     Ok(local)
 }

@@ -19,6 +19,7 @@ pub mod s3;
 
 use std::path::PathBuf;
 
+use crate::metrics::{StoreEnded, StoreTimer};
 use sha2::{Digest as _, Sha256};
 
 pub use local::LocalStore;
@@ -186,6 +187,15 @@ pub enum Store {
     Memory(MemoryStore),
 }
 
+/// How a store call ended, for its metrics: a missing object is not a failure.
+fn ended<T>(result: &Result<T, StoreError>, bytes: impl FnOnce(&T) -> usize) -> StoreEnded {
+    match result {
+        Ok(done) => StoreEnded::Done { bytes: bytes(done) },
+        Err(StoreError::NotFound(_)) => StoreEnded::Missing,
+        Err(_) => StoreEnded::Failed,
+    }
+}
+
 impl Store {
     /// Opens a local or memory store; a local directory is created if missing. S3 stores are
     /// opened with [`StoreArgs::open`].
@@ -211,12 +221,14 @@ impl Store {
     /// Reads `key`. The S3 backend checks the digest recorded in the object's metadata.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         check_key(key)?;
-        let timer = crate::metrics::StoreTimer::start();
-        timer.read(match self {
+        let timer = StoreTimer::start();
+        let read = match self {
             Store::Local(s) => Box::pin(s.get(key)).await,
             Store::S3(s) => Box::pin(s.get(key)).await,
             Store::Memory(s) => s.get(key),
-        })
+        };
+        timer.record("get", ended(&read, Vec::len));
+        read
     }
 
     /// Reads `key` and checks it against the digest its reference recorded, when there is one.
@@ -231,15 +243,14 @@ impl Store {
     /// Writes `bytes` under `key` unless the key exists; returns whether this call wrote it.
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
         check_key(key)?;
-        let timer = crate::metrics::StoreTimer::start();
-        timer.write(
-            bytes.len(),
-            match self {
-                Store::Local(s) => Box::pin(s.put(key, bytes)).await,
-                Store::S3(s) => Box::pin(s.put(key, bytes, true)).await,
-                Store::Memory(s) => Ok(s.put(key, bytes)),
-            },
-        )
+        let timer = StoreTimer::start();
+        let written = match self {
+            Store::Local(s) => Box::pin(s.put(key, bytes)).await,
+            Store::S3(s) => Box::pin(s.put(key, bytes, true)).await,
+            Store::Memory(s) => Ok(s.put(key, bytes)),
+        };
+        timer.record("put", ended(&written, |_| bytes.len()));
+        written
     }
 
     /// Writes `bytes` under `key`, replacing what is there. Only for small records that change

@@ -36,7 +36,8 @@ pub struct ChunkPublicTargets {
     pub count: Target,
 }
 
-pub const CHUNK_PUBLIC_LEN: usize = 17;
+/// The public values of a chunk: roots and transaction commitments before and after, and the count.
+pub const CHUNK_PUBLIC_LEN: usize = crate::stark::transfer::PUBLIC_INPUTS;
 
 pub(crate) fn register_chunk_public(b: &mut CircuitBuilder<F, D>, p: &ChunkPublicTargets) {
     b.register_public_inputs(&p.root_before.elements);

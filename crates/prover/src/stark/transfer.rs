@@ -49,7 +49,6 @@ use starky::stark::Stark;
 
 use super::algebra::{Algebra, Circuit, Native};
 use super::poseidon::{self, LANE_COLS, WIDTH};
-use crate::circuits::CHUNK_PUBLIC_LEN;
 use crate::execute::{from_hash4, ChunkWitness, TxWitness};
 use crate::state::{u128_limbs, u64_limbs, Address};
 use crate::{D, F};
@@ -139,7 +138,8 @@ pub mod col {
 }
 
 pub const COLUMNS: usize = col::COLS;
-pub const PUBLIC_INPUTS: usize = CHUNK_PUBLIC_LEN;
+/// Roots before and after (4 each), transaction commitments before and after (4 each), count.
+pub const PUBLIC_INPUTS: usize = 17;
 
 /// Rows one transfer takes in a tree of `depth`.
 pub fn rows_per_transfer(depth: usize) -> usize {
