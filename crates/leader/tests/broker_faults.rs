@@ -226,20 +226,27 @@ fn forward_until_cut(
 #[test]
 fn connections_cut_mid_publish_lose_no_task_and_write_no_output_twice() {
     let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
-    let proxy = CuttingProxy::start(3, 6);
-    let fleet = support::Fleet { broker: Some(proxy.addr.clone()), ..support::Fleet::new() };
+    // The leader and the workers each through a proxy of their own, so that each is cut a known
+    // number of times: the leader at every third task it publishes (a message sent again after a
+    // cut counts again) three times, the workers at every second result twice. Ten tasks are
+    // enough for both, however the workers share them.
+    let (to_leader, to_workers) = (CuttingProxy::start(3, 3), CuttingProxy::start(2, 2));
+    let fleet = support::Fleet { broker: Some(to_workers.addr.clone()), ..support::Fleet::new() };
     let json = ["--log-format", "json"];
     let mut workers = [fleet.worker("w1", &json), fleet.worker("w2", &json)];
     let input = fleet.synth("a.json", 16, 13);
     let proof = fleet.path("a.proof");
-    let leader = fleet.prove(&input, &proof, &[]);
+    let mut prove = fleet.leader(&["prove", "--input", input.to_str().unwrap(), "--output", proof.to_str().unwrap()]);
+    prove.env("ZKFLEET_AMQP_URI", fleet.vhost.uri_at(&to_leader.addr));
+    let leader = Proc::spawn(prove);
     let (code, _, err) = leader.finish_beside(Duration::from_secs(300), &[&workers[0], &workers[1]]);
     assert_eq!(code, Some(0), "{}", err.join("\n"));
-    // The leader publishes its first tasks before any worker has published three results.
-    let cut = proxy.cut();
-    assert_eq!(cut.len(), 6, "the proxy cut six connections mid-publish: {cut:?}");
-    assert!(cut.iter().any(|c| c == "zkfleet-leader"), "the leader's task publishing was cut: {cut:?}");
-    assert!(cut.iter().any(|c| c.starts_with("zkfleet-worker")), "a worker's result publishing was cut: {cut:?}");
+    assert_eq!(to_leader.cut(), ["zkfleet-leader"; 3], "the leader's task publishing was cut three times");
+    let cut = to_workers.cut();
+    assert!(
+        cut.len() == 2 && cut.iter().all(|c| c.starts_with("zkfleet-worker")),
+        "the workers' result publishing was cut twice: {cut:?}"
+    );
     assert_eq!(fleet.verify(&proof)["tx_count"], 16);
 
     // Every task a worker started was done, and its outputs written by one worker only.
