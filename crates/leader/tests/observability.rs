@@ -177,3 +177,29 @@ fn a_job_shows_in_metrics_logs_and_status() {
     assert_eq!(shown, format!("amqp://guest:***@127.0.0.1:5672/{}", fleet.vhost.name));
     assert!(lines.iter().all(|l| !l.contains("guest:guest")), "a password in the logs");
 }
+
+/// A log line the prover writes on its proving thread inside a task (a worker without
+/// `--preload` loads each circuit in the first task that needs it) carries the task's ids, in the
+/// `task` span of a JSON line.
+#[test]
+fn a_prover_log_line_inside_a_task_carries_the_task() {
+    let fleet = Fleet::new();
+    let worker = fleet.worker("w1", &["--log-format", "json"]);
+    let input = fleet.synth("a.json", 4, 21);
+    let proof = fleet.path("a.proof");
+    let (code, _, err) = fleet.prove(&input, &proof, &[]).finish_beside(Duration::from_secs(300), &[&worker]);
+    assert_eq!(code, Some(0), "{}", err.join("\n"));
+    let job = support::job_ids(err.iter().find(|l| l.contains("jobs staged")).expect("the jobs staged line")).remove(0);
+    let lines: Vec<serde_json::Value> = worker.stderr().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let circuit = lines
+        .iter()
+        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("circuit ")))
+        .unwrap_or_else(|| panic!("no circuit line:\n{}", worker.stderr().join("\n")));
+    let span = &circuit["span"];
+    assert_eq!(span["name"], "task", "{circuit}");
+    assert_eq!(span["job"], job.as_str(), "{circuit}");
+    assert!(["aggregate", "final", "compress"].contains(&span["round"].as_str().unwrap_or_default()), "{circuit}");
+    for field in ["batch", "index", "tx_range"] {
+        assert!(!span[field].is_null(), "{field} missing: {circuit}");
+    }
+}

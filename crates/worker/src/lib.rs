@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use common::store::{digest, StoreError};
 use common::{ProvingBackend, Store, Task, TaskError, TaskErrorKind, TaskOutcome, TaskResult};
+use tracing::Instrument as _;
 
 fn store_error(e: StoreError) -> TaskError {
     match e {
@@ -40,8 +41,10 @@ macro_rules! task_event {
 ///
 /// The task has one span ([`common::telemetry::TaskSpan`]) with the task's ids as attributes,
 /// a child of the trace context the task carries (the leader's job span), so one job is one
-/// trace. Its log lines carry the same ids as fields. `pool` is the metrics label of the fleet
-/// that runs it (`cpu`, `gpu`, or `embedded`).
+/// trace. Its own log lines carry the same ids as fields, and every other line written while it
+/// runs (the store's, the prover's on its proving thread) is written in a `task` log span that
+/// carries them ([`log_span`]). `pool` is the metrics label of the fleet that runs it (`cpu`,
+/// `gpu`, or `embedded`).
 pub async fn execute_task(
     task: &Task,
     store: &Store,
@@ -53,7 +56,7 @@ pub async fn execute_task(
     let in_flight = metrics::task_started(task.round, pool);
     let started = Instant::now();
     task_event!(info, task, "task started");
-    let outcome = match run(task, store, backend).await {
+    let outcome = match run(task, store, backend).instrument(log_span(task)).await {
         Ok((reused, digests)) => TaskOutcome::Done { reused, digests },
         Err(e) => TaskOutcome::Failed(e),
     };
@@ -83,6 +86,15 @@ pub async fn execute_task(
     }
 }
 
+/// The span the log lines written inside a task are written in: the task's ids, under a target
+/// of its own that span export leaves out (the task's exported span is
+/// [`common::telemetry::TaskSpan`]). JSON log lines show it as `span`; text lines as a `task{…}`
+/// prefix.
+fn log_span(task: &Task) -> tracing::Span {
+    tracing::info_span!(target: "zkfleet_task", "task", job = %task.job, batch = task.batch, round = %task.round,
+        level = task.shown_level(), index = task.index, tx_range = ?task.tx_range, attempt = task.shown_attempt())
+}
+
 /// Proves `task` unless its outputs exist; returns whether they did (before proving, or when
 /// writing them), and their digests.
 async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Result<(bool, Vec<String>), TaskError> {
@@ -107,7 +119,8 @@ async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Re
     }
     let owned = task.clone();
     // Proving is CPU-bound and long: keep it off the async runtime.
-    let outputs = tokio::task::spawn_blocking(move || backend.prove(&owned, inputs))
+    let logs = tracing::Span::current();
+    let outputs = tokio::task::spawn_blocking(move || logs.in_scope(|| backend.prove(&owned, inputs)))
         .await
         .map_err(|e| TaskError::permanent(format!("the prover panicked: {e}")))??;
     if outputs.len() != task.outputs.len() {
