@@ -82,15 +82,21 @@ impl StoreTimer {
         Self(installed().then(Instant::now))
     }
 
-    /// Records a read (`get`) or a write (`put`) that ended as `ended`.
-    pub fn record(self, operation: &'static str, ended: StoreEnded) {
+    /// Records a read that ended as `ended`.
+    pub fn read(self, ended: StoreEnded) {
+        self.record("get", STORE_READ_BYTES, ended);
+    }
+
+    /// Records a write that ended as `ended`.
+    pub fn write(self, ended: StoreEnded) {
+        self.record("put", STORE_WRITTEN_BYTES, ended);
+    }
+
+    fn record(self, operation: &'static str, moved: &'static str, ended: StoreEnded) {
         let Some(started) = self.0 else { return };
         histogram!(STORE_DURATION, "operation" => operation).record(started.elapsed().as_secs_f64());
         match ended {
-            StoreEnded::Done { bytes } => {
-                let moved = if operation == "get" { STORE_READ_BYTES } else { STORE_WRITTEN_BYTES };
-                counter!(moved).increment(bytes as u64);
-            }
+            StoreEnded::Done { bytes } => counter!(moved).increment(bytes as u64),
             StoreEnded::Missing => {}
             StoreEnded::Failed => counter!(STORE_ERRORS, "operation" => operation).increment(1),
         }

@@ -1,6 +1,7 @@
 //! Fleet operations: `status`, `cancel`, `dead`, `purge`, and what `resume` starts from (resuming
-//! itself drives jobs, in `prove.rs`). Each works from the broker and the store alone, so any machine with the fleet's URI and store can run them, including while
-//! the job's own leader runs or after it died.
+//! itself drives jobs, in `prove.rs`). Each works from the broker and the store alone, so any
+//! machine with the fleet's URI and store can run them, including while the job's own leader runs
+//! or after it died.
 
 use std::collections::{BTreeMap, HashSet};
 

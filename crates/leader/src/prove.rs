@@ -577,6 +577,7 @@ pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), Exit> {
     }
 }
 
+/// What `leader resume` was asked to do.
 pub struct ResumeOptions {
     pub uri: String,
     pub store: Store,

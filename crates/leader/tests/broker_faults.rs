@@ -220,8 +220,8 @@ fn forward_until_cut(
 }
 
 /// Connections of the leader and of the workers cut in the middle of publishing tasks and
-/// results: nothing is lost (the job completes, its proof verifies, nothing is dead-lettered or
-/// left queued) and no task's outputs are written twice (one worker wrote each task's outputs; a
+/// results: nothing is lost (the job completes, its proof verifies, nothing is dead-lettered) and
+/// no task's outputs are written twice (one worker wrote each task's outputs; a
 /// task that came back found them written).
 #[test]
 fn connections_cut_mid_publish_lose_no_task_and_write_no_output_twice() {

@@ -19,8 +19,9 @@ pub mod s3;
 
 use std::path::PathBuf;
 
-use crate::metrics::{StoreEnded, StoreTimer};
 use sha2::{Digest as _, Sha256};
+
+use crate::metrics::{StoreEnded, StoreTimer};
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
@@ -227,7 +228,7 @@ impl Store {
             Store::S3(s) => Box::pin(s.get(key)).await,
             Store::Memory(s) => s.get(key),
         };
-        timer.record("get", ended(&read, Vec::len));
+        timer.read(ended(&read, Vec::len));
         read
     }
 
@@ -249,7 +250,8 @@ impl Store {
             Store::S3(s) => Box::pin(s.put(key, bytes, true)).await,
             Store::Memory(s) => Ok(s.put(key, bytes)),
         };
-        timer.record("put", ended(&written, |_| bytes.len()));
+        // A write that found the object there moved nothing.
+        timer.write(ended(&written, |wrote| if *wrote { bytes.len() } else { 0 }));
         written
     }
 
