@@ -219,16 +219,12 @@ pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Field
 
 /// A string header of a message, if present.
 pub fn header(properties: &BasicProperties, name: &str) -> Option<String> {
-    header_bytes(properties, name).map(|b| String::from_utf8_lossy(b).into_owned())
-}
-
-/// The bytes of a string header, if present, without copying them.
-fn header_bytes<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a [u8]> {
-    match properties.headers().as_ref()?.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(s.as_bytes()),
-        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
-        _ => None,
-    }
+    let bytes = match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => s.as_bytes(),
+        AMQPValue::ShortString(s) => s.as_str().as_bytes(),
+        _ => return None,
+    };
+    Some(String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// An integer header of a message, if present and not negative.
@@ -249,26 +245,6 @@ pub fn trace_context(properties: &BasicProperties) -> TraceContext {
     TraceContext::from_pairs(
         TRACE_HEADERS.iter().filter_map(|name| header(properties, name).map(|v| (name.to_string(), v))).collect(),
     )
-}
-
-/// Reads the trace context of message after message, and hands out the one read last again when
-/// the next message carries the same headers: every task of a job does, so a job's tasks share
-/// one context and its parent is parsed once ([`TraceContext`]).
-#[derive(Default)]
-pub struct TraceContexts {
-    last: std::sync::Mutex<TraceContext>,
-}
-
-impl TraceContexts {
-    /// The trace context of a message with these properties.
-    pub fn read(&self, properties: &BasicProperties) -> TraceContext {
-        let mut last = self.last.lock().unwrap();
-        if TRACE_HEADERS.iter().all(|&name| header_bytes(properties, name) == last.get(name).map(str::as_bytes)) {
-            return last.clone();
-        }
-        *last = trace_context(properties);
-        last.clone()
-    }
 }
 
 /// How many times the broker has redelivered a message (quorum queues count returns).
@@ -338,24 +314,13 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_trace_context_is_never_a_stale_one() {
+    fn a_trace_context_is_what_the_headers_say() {
         let message = |pairs: &[(&str, &str)]| BasicProperties::default().with_headers(headers(pairs.iter().copied()));
         let a = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        let b = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
-        let traces = TraceContexts::default();
-        let read = |properties: &BasicProperties| {
-            let trace = traces.read(properties);
-            assert_eq!(trace, trace_context(properties), "what the headers say, reused or not");
-            trace
-        };
-        assert_eq!(read(&message(&[("traceparent", a), ("job", "j-1")])).get("traceparent"), Some(a));
-        assert_eq!(read(&message(&[("traceparent", a), ("job", "j-2")])).get("traceparent"), Some(a));
-        assert_eq!(read(&message(&[("traceparent", b)])).get("traceparent"), Some(b));
-        let with_state = read(&message(&[("traceparent", b), ("tracestate", "vendor=1")]));
-        assert_eq!(with_state.get("tracestate"), Some("vendor=1"), "a tracestate alone differs");
-        assert_eq!(read(&message(&[("traceparent", b)])).get("tracestate"), None);
-        assert!(read(&message(&[("job", "j-1")])).is_empty(), "no trace headers, no context");
-        assert!(read(&BasicProperties::default()).is_empty(), "no headers at all");
-        assert_eq!(read(&message(&[("traceparent", a)])).get("traceparent"), Some(a));
+        assert_eq!(trace_context(&message(&[("traceparent", a), ("job", "j-1")])).get("traceparent"), Some(a));
+        let with_state = trace_context(&message(&[("traceparent", a), ("tracestate", "vendor=1")]));
+        assert_eq!(with_state.get("tracestate"), Some("vendor=1"));
+        assert!(trace_context(&message(&[("job", "j-1")])).is_empty(), "no trace headers, no context");
+        assert!(trace_context(&BasicProperties::default()).is_empty(), "no headers at all");
     }
 }

@@ -11,7 +11,6 @@ mod otlp;
 pub mod plan;
 pub mod protocol;
 pub mod store;
-mod task_span;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -4,19 +4,17 @@
 //! batch), so nothing here writes to it.
 //!
 //! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
-//! spans also go to that OTLP collector over HTTP/protobuf; otherwise no span is exported and no
-//! trace context is sent. The trace context of a job travels in W3C `traceparent`/`tracestate`
-//! pairs ([`inject`] makes one [`TraceContext`] that every task of the job shares, and
-//! [`TaskSpan`] takes it as the parent on the worker's side) so one job is one trace across the
-//! leader and every worker.
+//! spans also go to that OTLP collector over HTTP/protobuf (`otlp`); otherwise no span is exported
+//! and no trace context is sent. The trace context of a job travels in W3C
+//! `traceparent`/`tracestate` pairs ([`inject`] makes the [`TraceContext`] every task of the job
+//! carries, and [`task_span`] takes it as the parent on the worker's side) so one job is one trace
+//! across the leader and every worker.
 //!
-//! Spans are `tracing` spans, exported through the span layer and the OpenTelemetry SDK, except
-//! the one span per task that every worker opens ([`TaskSpan`]): that one is on the hot path of the
-//! fleet, so it is a plain record until it ends, exported by a thread of its own (`task_span`).
+//! Every span is a `tracing` span, exported through the span layer and the OpenTelemetry SDK;
+//! the one a worker opens per task ([`task_span`]) is the span its log lines are written in too.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::{Arc, LazyLock, OnceLock};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -30,9 +28,6 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
-
-pub use crate::task_span::TaskSpan;
-use crate::task_span::{BatchConfig, Batcher, Sink};
 
 /// How log lines look: for people at a terminal, or one JSON object per line for log pipelines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -56,7 +51,6 @@ pub struct TelemetryError {
 #[must_use = "dropping the guard stops span export"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
-    tasks: Option<Arc<Batcher>>,
 }
 
 impl Telemetry {
@@ -70,9 +64,6 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if let Some(tasks) = self.tasks.take() {
-            tasks.shutdown();
-        }
         if let Some(provider) = self.provider.take() {
             let _ = provider.shutdown();
         }
@@ -84,21 +75,13 @@ impl Drop for Telemetry {
 /// same process (tests that run several entry points) keeps the first setup.
 pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, TelemetryError> {
     let endpoint = ENDPOINT_VARS.iter().find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()));
-    let (provider, tasks) = match endpoint {
-        Some(endpoint) => {
-            let (provider, tasks) = otlp_pipeline(service).map_err(|reason| TelemetryError { endpoint, reason })?;
-            (Some(provider), Some(tasks))
-        }
-        None => (None, None),
+    let provider = match endpoint {
+        Some(endpoint) => Some(otlp_pipeline(service).map_err(|reason| TelemetryError { endpoint, reason })?),
+        None => None,
     };
-    let layer = provider.as_ref().zip(tasks.as_ref()).map(|(provider, tasks)| {
-        // Task spans are sampled as the provider samples other spans: both take the SDK's
-        // sampler from the environment.
-        let sampler = opentelemetry_sdk::trace::Config::default().sampler;
-        layer_with_sink(provider.tracer(service), Sink::Batched { sampler, batcher: tasks.clone() })
-    });
+    let layer = provider.as_ref().map(|provider| span_layer(provider.tracer(service)));
     let _ = Registry::default().with(log_layer(format, std::io::stderr)).with(layer).try_init();
-    Ok(Telemetry { provider, tasks })
+    Ok(Telemetry { provider })
 }
 
 /// The log layer: text or JSON lines to `writer`, filtered by `RUST_LOG`. JSON lines carry the
@@ -117,19 +100,9 @@ where
 }
 
 /// The span layer: zkfleet's spans at `info` and above go to `tracer`, whatever `RUST_LOG` says
-/// about log lines, and so do task spans ([`TaskSpan`], which find `tracer` in the subscriber
-/// this layer is part of; each is handed to it as an SDK span when it ends). Spans only: log lines
-/// are not copied into spans as events (a span's outcome is one of its fields), which keeps a
-/// span's cost to a few attributes.
+/// about log lines. Spans only: log lines are not copied into spans as events (a span's outcome
+/// is one of its fields), which keeps a span's cost to a few attributes.
 pub fn span_layer<S>(tracer: SdkTracer) -> impl Layer<S>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    layer_with_sink(tracer.clone(), Sink::Tracer(tracer))
-}
-
-/// The span layer, with task spans going to `sink`.
-pub(crate) fn layer_with_sink<S>(tracer: SdkTracer, sink: Sink) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -140,11 +113,10 @@ where
         meta.is_span() && *meta.level() <= Level::INFO && ["common", "leader", "worker", "prover"].contains(&krate)
     })
     .with_max_level_hint(Level::INFO);
-    // No source location, thread, busy/idle or target attributes: each is paid for on every span,
-    // twice (recorded on the task's thread, encoded on the export thread). No context activation
-    // either: nothing here reads OpenTelemetry's current context (trace context is taken from the
-    // span itself, `inject`), so entering a span need not attach one.
-    let task_tracer = TaskTracer(Arc::new(sink)).with_filter(filter_fn(|_| false));
+    // No source location, thread, busy/idle or target attributes: a span carries the fields it
+    // was given. No context activation either: nothing here reads OpenTelemetry's current context
+    // (trace context is taken from the span itself, `inject`), so entering a span need not
+    // attach one.
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
@@ -153,30 +125,38 @@ where
         .with_target(false)
         .with_context_activation(false)
         .with_filter(ours)
-        .and_then(task_tracer)
 }
 
-/// Holds where task spans go ([`TaskSpan`]), as a layer of the subscriber so that a task span
-/// finds it where the span layer is (the global subscriber, or a test's). It takes no span or
-/// event: its filter says no to all of them (a per-layer filter, which leaves the other layers'
-/// choices alone).
-pub(crate) struct TaskTracer(pub(crate) Arc<Sink>);
+/// The span of one task, on whatever fleet runs it: `task`, with the task's ids as fields (`job`,
+/// `batch`, `round`, `index`, `tx_range`, and `level` on aggregate tasks, `attempt` from a second
+/// attempt on), and `outcome` to be recorded when it ends. Its parent is the job span the task's
+/// trace context names, so one job is one trace; a task that carries none is a trace of its own.
+/// Every log line written inside it carries its fields (JSON lines as `span`, text lines as a
+/// `task{…}` prefix).
+pub fn task_span(task: &crate::Task) -> tracing::Span {
+    // Numbers as i64: the span layer keeps those as numbers (an unsigned one becomes text).
+    let span = tracing::info_span!("task", job = %task.job, batch = task.batch as i64, round = %task.round,
+        level = task.shown_level().map(i64::from), index = i64::from(task.index), tx_range = ?task.tx_range,
+        attempt = task.shown_attempt().map(i64::from), outcome = tracing::field::Empty);
+    if !task.trace.is_empty() {
+        // Without a span layer there is no trace to join, and nothing to do.
+        let _ = span.set_parent(task.trace.parent());
+    }
+    span
+}
 
-impl<S: tracing::Subscriber> Layer<S> for TaskTracer {}
+/// The provider that exports the process's spans over OTLP, in batches from a thread of its own
+/// (`OTEL_BSP_*`), sampled as `OTEL_TRACES_SAMPLER` says; `service` is the default service name.
+fn otlp_pipeline(service: &'static str) -> Result<SdkTracerProvider, String> {
+    Ok(provider(crate::otlp::exporter(None)?, service))
+}
 
-/// The provider that exports the process's spans over OTLP, and the batcher that exports its task
-/// spans to the same endpoint, with the same resource, under the scope of the tracer `service`.
-fn otlp_pipeline(service: &'static str) -> Result<(SdkTracerProvider, Arc<Batcher>), String> {
-    let exporter = crate::otlp::OtlpExporter::from_env()?;
-    let mut tasks = crate::otlp::OtlpExporter::from_env()?;
+fn provider(exporter: opentelemetry_otlp::SpanExporter, service: &'static str) -> SdkTracerProvider {
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service);
     }
-    let resource = resource.build();
-    opentelemetry_sdk::trace::SpanExporter::set_resource(&mut tasks, &resource);
-    let batcher = Batcher::start(tasks, service, BatchConfig::from_env());
-    Ok((SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build(), batcher))
+    SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build()
 }
 
 /// The trace context of `span` as W3C header pairs; empty when spans are not recorded. An empty
@@ -196,89 +176,41 @@ pub fn inject(span: &tracing::Span) -> TraceContext {
 }
 
 /// A job's trace context as each of its tasks carries it: the W3C header pairs (`traceparent`,
-/// and `tracestate` when it is not empty), shared. Every task of a job carries the same one, so a
-/// clone is a reference count, and the remote parent it names is parsed once, by the first task
-/// span that needs it, not once per task. On the wire it is the map of pairs.
-#[derive(Clone, Default)]
-pub struct TraceContext(Option<Arc<Carried>>);
-
-struct Carried {
-    pairs: BTreeMap<String, String>,
-    parent: OnceLock<opentelemetry::Context>,
-    /// The name of the job whose tasks carry these pairs, shared by their task spans.
-    job: OnceLock<Arc<str>>,
-}
+/// and `tracestate` when it is not empty). On the wire it is the map of pairs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TraceContext(BTreeMap<String, String>);
 
 impl TraceContext {
     /// The context these header pairs name; none when there are none.
     pub fn from_pairs(pairs: BTreeMap<String, String>) -> Self {
-        Self((!pairs.is_empty()).then(|| Arc::new(Carried { pairs, parent: OnceLock::new(), job: OnceLock::new() })))
+        Self(pairs)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.0.is_empty()
     }
 
     /// The value of header `name`, if carried.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.as_ref()?.pairs.get(name).map(String::as_str)
+        self.0.get(name).map(String::as_str)
     }
 
     /// The header pairs, in name order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().flat_map(|c| c.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    }
-
-    /// `job` as a shared name: the one kept with these pairs when it is the same (every task of a
-    /// job carries the same pairs), so that a task span takes a reference to it rather than a copy.
-    pub(crate) fn job(&self, job: &str) -> Arc<str> {
-        match &self.0 {
-            Some(carried) => {
-                let kept = carried.job.get_or_init(|| job.into());
-                if **kept == *job {
-                    kept.clone()
-                } else {
-                    job.into()
-                }
-            }
-            None => job.into(),
-        }
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The remote span these pairs name, as the parent of a task span; an empty context (a new
     /// trace) when they name none.
-    pub(crate) fn parent(&self) -> &opentelemetry::Context {
-        static NONE: LazyLock<opentelemetry::Context> = LazyLock::new(opentelemetry::Context::new);
-        match &self.0 {
-            Some(carried) => carried.parent.get_or_init(|| extract(&carried.pairs)),
-            None => &NONE,
-        }
+    pub fn parent(&self) -> opentelemetry::Context {
+        extract(&self.0)
     }
 }
-
-impl PartialEq for TraceContext {
-    fn eq(&self, other: &Self) -> bool {
-        self.pairs().eq(other.pairs())
-    }
-}
-
-impl Eq for TraceContext {}
 
 impl std::fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.pairs()).finish()
-    }
-}
-
-impl Serialize for TraceContext {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.pairs())
-    }
-}
-
-impl<'de> Deserialize<'de> for TraceContext {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        BTreeMap::deserialize(deserializer).map(Self::from_pairs)
+        self.0.fmt(f)
     }
 }
 
@@ -346,16 +278,15 @@ mod tests {
             let mut task = crate::testing::empty_task("j-1", crate::Round::Aggregate, 3);
             task.attempt = 2;
             task.trace = carrier.clone();
-            let mut span = TaskSpan::start(&task);
-            assert!(span.is_recording());
-            span.outcome("succeeded");
+            let span = task_span(&task);
+            span.record("outcome", "succeeded");
             drop(span);
             // A first attempt of a basic task: no level, no attempt.
             let mut basic = crate::testing::empty_task("j-1", crate::Round::Basic, 4);
             basic.trace = carrier.clone();
-            drop(TaskSpan::start(&basic));
+            drop(task_span(&basic));
             // No carrier: a root of its own trace.
-            drop(TaskSpan::start(&crate::testing::empty_task("j-2", crate::Round::Basic, 0)));
+            drop(task_span(&crate::testing::empty_task("j-2", crate::Round::Basic, 0)));
             (span_ids(&job), carrier)
         });
         let spans = exporter.get_finished_spans().unwrap();
@@ -406,12 +337,74 @@ mod tests {
     }
 
     #[test]
-    fn a_task_span_records_nothing_without_span_export() {
-        let subscriber = Registry::default().with(log_layer(LogFormat::Json, std::io::sink));
+    fn a_log_line_inside_a_task_span_carries_the_task_on_any_thread() {
+        let lines = crate::testing::LogCapture::default();
+        let subscriber = Registry::default().with(log_layer(LogFormat::Json, lines.clone()));
         tracing::subscriber::with_default(subscriber, || {
-            let task = crate::testing::empty_task("j-1", crate::Round::Basic, 0);
-            assert!(!TaskSpan::start(&task).is_recording());
+            let task = crate::testing::empty_task("j-1", crate::Round::Final, 0);
+            let span = task_span(&task);
+            // As the worker runs the prover: on a thread of its own, in the task's span.
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || span.in_scope(|| tracing::info!("circuit built")))
+            })
+            .join()
+            .unwrap();
         });
+        let line: serde_json::Value = serde_json::from_str(&lines.text()).unwrap();
+        assert_eq!(line["fields"]["message"], "circuit built");
+        let span = &line["span"];
+        let expected = serde_json::json!({"name": "task", "job": "j-1", "batch": 0, "round": "final", "index": 0,
+            "tx_range": "(0, 0)"});
+        assert_eq!(span, &expected, "{line}");
+    }
+
+    /// The standard exporter as `init` sets it up, against a collector stand-in that is overloaded
+    /// for its first two requests: every span arrives, gzip-compressed, in OTLP protobuf.
+    #[test]
+    fn spans_reach_the_collector_gzipped_and_none_is_lost_to_a_503() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message as _;
+        use std::io::Read as _;
+        let (addr, taken) = crate::testing::otlp_collector_answering(vec![503, 503]);
+        let exporter = crate::otlp::exporter(Some(&format!("http://{addr}/v1/traces"))).unwrap();
+        let provider = provider(exporter, "zkfleet-test");
+        let subscriber = Registry::default().with(span_layer(provider.tracer("zkfleet-test")));
+        tracing::subscriber::with_default(subscriber, || {
+            for index in 0..10 {
+                let span = task_span(&crate::testing::empty_task("j-gz", crate::Round::Basic, index));
+                span.record("outcome", "succeeded");
+            }
+        });
+        provider.force_flush().expect("the batch is exported after the collector recovers");
+        let mut names = Vec::new();
+        for (head, body) in taken.try_iter() {
+            assert!(head.to_ascii_lowercase().contains("content-encoding: gzip"), "{head}");
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain).expect("a gzip body");
+            let request = ExportTraceServiceRequest::decode(&plain[..]).expect("an OTLP request");
+            for resource in &request.resource_spans {
+                let service = resource.resource.as_ref().unwrap().attributes.iter().find(|kv| kv.key == "service.name");
+                assert_eq!(service.unwrap().value, Some(string_value("zkfleet-test")));
+                for span in resource.scope_spans.iter().flat_map(|s| &s.spans) {
+                    let index = span.attributes.iter().find(|kv| kv.key == "index").expect("an index");
+                    names.push((span.name.clone(), index.value.clone()));
+                }
+            }
+        }
+        let expected: Vec<_> = (0..10).map(|i| ("task".to_string(), Some(int_value(i)))).collect();
+        names.sort_by_key(|(_, index)| format!("{index:?}"));
+        assert_eq!(names, expected, "each task span once");
+    }
+
+    fn string_value(s: &str) -> opentelemetry_proto::tonic::common::v1::AnyValue {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(Value::StringValue(s.to_string())) }
+    }
+
+    fn int_value(i: i64) -> opentelemetry_proto::tonic::common::v1::AnyValue {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(Value::IntValue(i)) }
     }
 
     #[test]

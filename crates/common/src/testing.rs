@@ -255,16 +255,57 @@ pub async fn exercise(store: Store) {
     assert!(!err.is_transient());
 }
 
-/// A stand-in for an OTLP collector: records every HTTP request (request line, headers, body)
-/// and answers 200. Requests go to the receiver; a dropped receiver only stops the recording.
+/// Log lines captured in memory, as a `tracing_subscriber` writer: for tests that read what a
+/// log layer wrote.
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A stand-in for an OTLP collector: records every HTTP request it takes (request line, headers,
+/// body) and answers 200. Requests go to the receiver; a dropped receiver only stops the recording.
 pub fn otlp_collector() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    otlp_collector_answering(Vec::new())
+}
+
+/// A collector stand-in that answers its first requests with `statuses`, in order (a 503 for one
+/// that is overloaded), and 200 from then on. Only the requests answered 200 are recorded: what
+/// the collector took.
+pub fn otlp_collector_answering(
+    statuses: Vec<u16>,
+) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(statuses)));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
+            let (tx, statuses) = (tx.clone(), statuses.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
@@ -289,8 +330,12 @@ pub fn otlp_collector() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(Str
                     if reader.read_exact(&mut body).is_err() {
                         return;
                     }
-                    let _ = tx.send((head, body));
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
+                    if status == 200 {
+                        let _ = tx.send((head, body));
+                    }
+                    let answer = format!("HTTP/1.1 {status} Status\r\ncontent-length: 0\r\n\r\n");
+                    let _ = stream.write_all(answer.as_bytes());
                 }
             });
         }

@@ -389,7 +389,11 @@ fn observability_settings_that_cannot_work_fail_at_start() {
     // variable, and 64.
     for (var, value, says) in [
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: only http/protobuf is supported"),
-        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", "OTEL_EXPORTER_OTLP_COMPRESSION=gzip: compression is not supported"),
+        (
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "zstd",
+            "OTEL_EXPORTER_OTLP_COMPRESSION=zstd: bodies are always gzip-compressed; only gzip is supported",
+        ),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "OTEL_EXPORTER_OTLP_TIMEOUT=soon: not a number of milliseconds"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "OTEL_EXPORTER_OTLP_HEADERS: `api-key` is not key=value"),
     ] {

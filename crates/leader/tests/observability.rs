@@ -161,15 +161,18 @@ fn a_job_shows_in_metrics_logs_and_status() {
     let rounds: std::collections::BTreeSet<&str> =
         done.iter().map(|l| l["fields"]["round"].as_str().unwrap()).collect();
     assert_eq!(rounds.len(), 5, "{rounds:?}");
-    // The worker exported its task spans to the OTLP endpoint over HTTP/protobuf (the last ones
-    // when it stopped): the job id and the span name are in the bodies.
+    // The worker exported its task spans to the OTLP endpoint over HTTP/protobuf, gzip-compressed
+    // (the last ones when it stopped): the job id and the span name are in the bodies.
     let exported: Vec<(String, Vec<u8>)> = requests.try_iter().collect();
     assert!(!exported.is_empty(), "no OTLP export request");
-    for (head, _) in &exported {
+    let mut bodies = Vec::new();
+    for (head, body) in &exported {
         assert!(head.starts_with("POST /v1/traces HTTP/1.1"), "{head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{head}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("content-type: application/x-protobuf"), "{head}");
+        assert!(head.contains("content-encoding: gzip"), "{head}");
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut bodies).expect("a gzip body");
     }
-    let bodies: Vec<u8> = exported.into_iter().flat_map(|(_, body)| body).collect();
     let has = |needle: &[u8]| bodies.windows(needle.len()).any(|w| w == needle);
     assert!(has(b"obs-1") && has(b"task") && has(b"zkfleet-worker"), "the spans of the job are in the export");
     let started = logs.iter().find(|l| l["fields"]["message"] == "worker started").unwrap();

@@ -115,7 +115,6 @@ struct Shared {
     publisher: Publisher,
     cancelled: Mutex<HashSet<String>>,
     cancels: broadcast::Sender<String>,
-    traces: broker::TraceContexts,
     /// Set when the backend gave up ([`ProvingBackend::fatal`]); the worker then stops.
     fatal: Mutex<Option<String>>,
     stop: CancellationToken,
@@ -162,7 +161,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
         publisher,
         cancelled: Mutex::new(HashSet::new()),
         cancels,
-        traces: Default::default(),
         fatal: Mutex::new(None),
         stop: shutdown.clone(),
     });
@@ -466,7 +464,7 @@ async fn handle(delivery: Delivery, shared: Arc<Shared>) {
         crate::metrics::queue_wait(task.round, published);
     }
     // Over the broker the trace context travels in the message headers, not in the body.
-    let trace = shared.traces.read(&delivery.properties);
+    let trace = broker::trace_context(&delivery.properties);
     if !trace.is_empty() {
         task.trace = trace;
     }

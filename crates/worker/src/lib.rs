@@ -39,12 +39,12 @@ macro_rules! task_event {
 /// Runs one task to a result. Never panics on bad input: every failure is a [`TaskOutcome::Failed`]
 /// whose kind tells the caller whether to retry.
 ///
-/// The task has one span ([`common::telemetry::TaskSpan`]) with the task's ids as attributes,
-/// a child of the trace context the task carries (the leader's job span), so one job is one
-/// trace. Its own log lines carry the same ids as fields, and every other line written while it
-/// runs (the store's, the prover's on its proving thread) is written in a `task` log span that
-/// carries them ([`log_span`]). `pool` is the metrics label of the fleet that runs it (`cpu`,
-/// `gpu`, or `embedded`).
+/// The task has one span ([`common::telemetry::task_span`]) with the task's ids as fields, a child
+/// of the trace context the task carries (the leader's job span), so one job is one trace. It is
+/// entered here and on the proving thread, so every line written while the task runs (the
+/// store's, the prover's) carries the ids; the task's own lines carry them as fields too, and the
+/// span records how the task ended (`outcome`). `pool` is the metrics label of the fleet that
+/// runs it (`cpu`, `gpu`, or `embedded`).
 pub async fn execute_task(
     task: &Task,
     store: &Store,
@@ -52,11 +52,11 @@ pub async fn execute_task(
     worker: &str,
     pool: &'static str,
 ) -> TaskResult {
-    let mut span = common::telemetry::TaskSpan::start(task);
+    let span = common::telemetry::task_span(task);
     let in_flight = metrics::task_started(task.round, pool);
     let started = Instant::now();
     task_event!(info, task, "task started");
-    let outcome = match run(task, store, backend).instrument(log_span(task)).await {
+    let outcome = match run(task, store, backend).instrument(span.clone()).await {
         Ok((reused, digests)) => TaskOutcome::Done { reused, digests },
         Err(e) => TaskOutcome::Failed(e),
     };
@@ -68,7 +68,7 @@ pub async fn execute_task(
         TaskOutcome::Failed(e) if e.kind == TaskErrorKind::Transient => metrics::Outcome::Retried,
         TaskOutcome::Failed(_) => metrics::Outcome::Failed,
     };
-    span.outcome(counted.as_str());
+    span.record("outcome", counted.as_str());
     drop(span);
     match &outcome {
         TaskOutcome::Done { reused, .. } => task_event!(info, task, duration_ms, reused, "task done"),
@@ -84,15 +84,6 @@ pub async fn execute_task(
         duration_ms,
         worker: worker.to_string(),
     }
-}
-
-/// The span the log lines written inside a task are written in: the task's ids, under a target
-/// of its own that span export leaves out (the task's exported span is
-/// [`common::telemetry::TaskSpan`]). JSON log lines show it as `span`; text lines as a `task{…}`
-/// prefix.
-fn log_span(task: &Task) -> tracing::Span {
-    tracing::info_span!(target: "zkfleet_task", "task", job = %task.job, batch = task.batch, round = %task.round,
-        level = task.shown_level(), index = task.index, tx_range = ?task.tx_range, attempt = task.shown_attempt())
 }
 
 /// Proves `task` unless its outputs exist; returns whether they did (before proving, or when
