@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 /// quotient, which a worker holds once per proof in flight.
 pub const MAX_TRACE_ROWS: usize = 1 << 16;
 
+/// Rows one transfer takes in the `basic` trace for a tree of `depth`: the transfer AIR's layout
+/// (`stark::transfer`), which the chunk size's limit follows.
+pub fn rows_per_transfer(depth: usize) -> usize {
+    2 * depth + 8
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -44,7 +50,7 @@ impl Params {
         if !(4..=32).contains(&self.tree_depth) {
             return Err(format!("tree depth {} is outside 4..=32", self.tree_depth));
         }
-        let max_chunk = (MAX_TRACE_ROWS - 1) / crate::stark::transfer::rows_per_transfer(self.tree_depth);
+        let max_chunk = (MAX_TRACE_ROWS - 1) / rows_per_transfer(self.tree_depth);
         if !(1..=max_chunk).contains(&self.chunk_size) {
             return Err(format!(
                 "chunk size {} is outside 1..={max_chunk} at tree depth {} (a basic trace holds at most {MAX_TRACE_ROWS} rows)",

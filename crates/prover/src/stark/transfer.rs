@@ -50,6 +50,7 @@ use starky::stark::Stark;
 use super::algebra::{Algebra, Circuit, Native};
 use super::poseidon::{self, LANE_COLS, WIDTH};
 use crate::execute::{from_hash4, ChunkWitness, TxWitness};
+pub use crate::params::rows_per_transfer;
 use crate::state::{u128_limbs, u64_limbs, Address};
 use crate::{D, F};
 
@@ -141,10 +142,6 @@ pub const COLUMNS: usize = col::COLS;
 /// Roots before and after (4 each), transaction commitments before and after (4 each), count.
 pub const PUBLIC_INPUTS: usize = 17;
 
-/// Rows one transfer takes in a tree of `depth`.
-pub fn rows_per_transfer(depth: usize) -> usize {
-    2 * depth + 8
-}
 
 /// The trace height for chunks of `chunk_size` transfers: a power of two with room for a
 /// padding row and for the byte table.
