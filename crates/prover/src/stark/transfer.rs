@@ -142,7 +142,6 @@ pub const COLUMNS: usize = col::COLS;
 /// Roots before and after (4 each), transaction commitments before and after (4 each), count.
 pub const PUBLIC_INPUTS: usize = 17;
 
-
 /// The trace height for chunks of `chunk_size` transfers: a power of two with room for a
 /// padding row and for the byte table.
 pub fn trace_rows(chunk_size: usize, depth: usize) -> usize {
