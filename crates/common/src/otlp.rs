@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Compression, SpanExporter, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::SpanData;
 
 /// How long one export request may take, unless the environment says otherwise (the SDK's
 /// default).
@@ -26,7 +28,7 @@ const MAX_RESPONSE_BYTES: u64 = 1 << 20;
 
 /// The span exporter the environment configures, posting to `endpoint` when given (tests) and to
 /// the endpoint the environment names otherwise; the error says which setting is wrong.
-pub(crate) fn exporter(endpoint: Option<&str>) -> Result<SpanExporter, String> {
+pub(crate) fn exporter(endpoint: Option<&str>) -> Result<Logged, String> {
     for name in ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"] {
         if let Some(url) = var(name) {
             check_endpoint(&url).map_err(|e| format!("{name}={url}: {e}"))?;
@@ -65,7 +67,35 @@ pub(crate) fn exporter(endpoint: Option<&str>) -> Result<SpanExporter, String> {
     if let Some(endpoint) = endpoint {
         builder = builder.with_endpoint(endpoint);
     }
-    builder.build().map_err(|e| e.to_string())
+    builder.build().map(Logged).map_err(|e| e.to_string())
+}
+
+/// The exporter, with a warning for every batch it gives up on: the SDK drops such a batch and,
+/// without its internal logs (not built in), says nothing.
+#[derive(Debug)]
+pub(crate) struct Logged(SpanExporter);
+
+impl opentelemetry_sdk::trace::SpanExporter for Logged {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.0.export(batch).await;
+        if let Err(e) = &result {
+            tracing::warn!(spans, error = %e, "span export failed; these spans are dropped");
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
+    }
 }
 
 /// An endpoint ureq can post to: an absolute http or https URL.

@@ -151,7 +151,7 @@ fn otlp_pipeline(service: &'static str) -> Result<SdkTracerProvider, String> {
     Ok(provider(crate::otlp::exporter(None)?, service))
 }
 
-fn provider(exporter: opentelemetry_otlp::SpanExporter, service: &'static str) -> SdkTracerProvider {
+fn provider(exporter: crate::otlp::Logged, service: &'static str) -> SdkTracerProvider {
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service);
@@ -395,6 +395,36 @@ mod tests {
         let expected: Vec<_> = (0..10).map(|i| ("task".to_string(), Some(int_value(i)))).collect();
         names.sort_by_key(|(_, index)| format!("{index:?}"));
         assert_eq!(names, expected, "each task span once");
+    }
+
+    /// A collector that refuses a batch for good (400: not retried) costs those spans, and the
+    /// process says so in its log. The warning comes from the export thread, which logs through
+    /// the global subscriber: this is the one test of the crate that sets it.
+    #[test]
+    fn a_batch_the_collector_refuses_is_logged() {
+        let lines = crate::testing::LogCapture::default();
+        tracing::subscriber::set_global_default(Registry::default().with(log_layer(LogFormat::Json, lines.clone())))
+            .expect("no other test sets the global subscriber");
+        let (addr, taken) = crate::testing::otlp_collector_answering(vec![400]);
+        let exporter = crate::otlp::exporter(Some(&format!("http://{addr}/v1/traces"))).unwrap();
+        let provider = provider(exporter, "zkfleet-test");
+        let subscriber = Registry::default().with(span_layer(provider.tracer("zkfleet-test")));
+        tracing::subscriber::with_default(subscriber, || {
+            for index in 0..3 {
+                drop(task_span(&crate::testing::empty_task("j-400", crate::Round::Basic, index)));
+            }
+        });
+        let _ = provider.force_flush();
+        assert_eq!(taken.try_iter().count(), 0, "the collector took nothing");
+        let text = lines.text();
+        let warning = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "span export failed; these spans are dropped")
+            .unwrap_or_else(|| panic!("no warning in:\n{text}"));
+        assert_eq!(warning["level"], "WARN");
+        assert_eq!(warning["fields"]["spans"], 3, "{warning}");
+        assert!(warning["fields"]["error"].as_str().unwrap().contains("400"), "{warning}");
     }
 
     fn string_value(s: &str) -> opentelemetry_proto::tonic::common::v1::AnyValue {

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+// Without a recorder (no `--metrics-addr`) every per-task update below returns first: a metric
+// macro builds its key, labels included, before the no-op recorder drops it.
+use common::metrics::installed;
 use common::Round;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 
@@ -70,19 +73,26 @@ pub struct InFlight {
 
 /// Counts a task as started; the returned guard keeps it in flight.
 pub fn task_started(round: Round, pool: &'static str) -> InFlight {
-    counter!(TASKS_STARTED, "round" => round.as_str(), "pool" => pool).increment(1);
-    gauge!(PROOFS_IN_FLIGHT, "pool" => pool).increment(1.0);
+    if installed() {
+        counter!(TASKS_STARTED, "round" => round.as_str(), "pool" => pool).increment(1);
+        gauge!(PROOFS_IN_FLIGHT, "pool" => pool).increment(1.0);
+    }
     InFlight { pool }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(PROOFS_IN_FLIGHT, "pool" => self.pool).decrement(1.0);
+        if installed() {
+            gauge!(PROOFS_IN_FLIGHT, "pool" => self.pool).decrement(1.0);
+        }
     }
 }
 
 /// Counts a task as ended and records its duration.
 pub fn task_finished(round: Round, pool: &'static str, outcome: Outcome, duration: Duration) {
+    if !installed() {
+        return;
+    }
     counter!(TASKS_FINISHED, "round" => round.as_str(), "pool" => pool, "outcome" => outcome.as_str()).increment(1);
     if outcome != Outcome::Cancelled {
         histogram!(TASK_DURATION, "round" => round.as_str(), "pool" => pool).record(duration.as_secs_f64());
@@ -92,6 +102,9 @@ pub fn task_finished(round: Round, pool: &'static str, outcome: Outcome, duratio
 /// Records how long a task published at `published_ms` (milliseconds since the Unix epoch, the
 /// leader's clock) waited in its queue until now.
 pub fn queue_wait(round: Round, published_ms: u64) {
+    if !installed() {
+        return;
+    }
     let waited = Duration::from_millis(common::broker::unix_ms().saturating_sub(published_ms));
     histogram!(QUEUE_WAIT, "round" => round.as_str()).record(waited.as_secs_f64());
 }
