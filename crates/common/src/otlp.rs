@@ -72,8 +72,14 @@ pub(crate) fn exporter(endpoint: Option<&str>) -> Result<Logged, String> {
 
 /// The exporter, with a warning for every batch it gives up on: the SDK drops such a batch and,
 /// without its internal logs (not built in), says nothing.
-#[derive(Debug)]
 pub(crate) struct Logged(SpanExporter);
+
+impl std::fmt::Debug for Logged {
+    /// Nothing of the exporter's own: its `Debug` shows the header values, which carry credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Logged(OTLP/HTTP span exporter)")
+    }
+}
 
 impl opentelemetry_sdk::trace::SpanExporter for Logged {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
@@ -163,6 +169,21 @@ mod tests {
         assert!(head.starts_with("post /v1/traces http/1.1"), "{head}");
         assert!(head.contains("authorization: bearer abc"), "{head}");
         assert_eq!(body, b"\x0a\x00");
+    }
+
+    #[test]
+    fn the_exporter_shows_no_header_value() {
+        let headers = std::collections::HashMap::from([("authorization".to_string(), "Bearer s3cr3t".to_string())]);
+        let inner = SpanExporter::builder()
+            .with_http()
+            .with_http_client(Ureq::new(DEFAULT_TIMEOUT))
+            .with_endpoint("http://127.0.0.1:4318/v1/traces")
+            .with_headers(headers)
+            .build()
+            .unwrap();
+        assert!(format!("{inner:?}").contains("s3cr3t"), "the exporter's own Debug shows it");
+        let shown = format!("{:?}", Logged(inner));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]

@@ -109,9 +109,9 @@ async fn run(task: &Task, store: &Store, backend: Arc<dyn ProvingBackend>) -> Re
         inputs.push(bytes);
     }
     let owned = task.clone();
-    // Proving is CPU-bound and long: keep it off the async runtime.
-    let logs = tracing::Span::current();
-    let outputs = tokio::task::spawn_blocking(move || logs.in_scope(|| backend.prove(&owned, inputs)))
+    // Proving is CPU-bound and long: keep it off the async runtime, in the task's span.
+    let span = tracing::Span::current();
+    let outputs = tokio::task::spawn_blocking(move || span.in_scope(|| backend.prove(&owned, inputs)))
         .await
         .map_err(|e| TaskError::permanent(format!("the prover panicked: {e}")))??;
     if outputs.len() != task.outputs.len() {

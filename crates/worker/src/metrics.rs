@@ -125,6 +125,8 @@ mod tests {
 
     #[test]
     fn tasks_are_counted_by_round_pool_and_outcome() {
+        // Before the recorder: nothing counted.
+        task_finished(Round::Basic, "cpu", Outcome::Succeeded, Duration::from_millis(5));
         let handle = common::metrics::install();
         for _ in 0..3 {
             drop(task_started(Round::Basic, "cpu"));
