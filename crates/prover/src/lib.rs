@@ -14,6 +14,7 @@ pub mod circuits;
 pub mod cli;
 pub mod execute;
 pub mod fleet;
+pub mod hash;
 pub mod params;
 pub mod proof_file;
 pub mod stark;
