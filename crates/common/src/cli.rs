@@ -24,44 +24,31 @@ pub fn parse_or_exit<T: clap::Parser>() -> T {
     }
 }
 
+/// (name, compiled in, present on this CPU) for each instruction set of x86-64-v3.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_64_v3 {
+    ($($name:tt),*) => {
+        vec![$(($name, cfg!(target_feature = $name), std::arch::is_x86_feature_detected!($name))),*]
+    };
+}
+
+fn cpu_features() -> Vec<(&'static str, bool, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    return x86_64_v3!("avx", "avx2", "bmi1", "bmi2", "fma", "lzcnt", "movbe", "f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
+}
+
 /// The instruction sets this build was compiled to use (`-C target-cpu=x86-64-v3` in
 /// `.cargo/config.toml`: plonky2's field arithmetic is vectorised at compile time) that
 /// `has(feature)` says the CPU lacks.
 pub fn missing_cpu_features(has: impl Fn(&str) -> bool) -> Vec<&'static str> {
-    let compiled: &[(&str, bool)] = &[
-        ("avx", cfg!(target_feature = "avx")),
-        ("avx2", cfg!(target_feature = "avx2")),
-        ("bmi1", cfg!(target_feature = "bmi1")),
-        ("bmi2", cfg!(target_feature = "bmi2")),
-        ("fma", cfg!(target_feature = "fma")),
-        ("lzcnt", cfg!(target_feature = "lzcnt")),
-        ("movbe", cfg!(target_feature = "movbe")),
-        ("f16c", cfg!(target_feature = "f16c")),
-    ];
-    compiled.iter().filter(|(feature, used)| *used && !has(feature)).map(|(feature, _)| *feature).collect()
+    cpu_features().into_iter().filter(|&(name, compiled, _)| compiled && !has(name)).map(|(name, ..)| name).collect()
 }
 
 /// Whether this CPU has `feature` (one of [`missing_cpu_features`]' names).
 fn cpu_has(feature: &str) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match feature {
-            "avx" => std::arch::is_x86_feature_detected!("avx"),
-            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-            "bmi1" => std::arch::is_x86_feature_detected!("bmi1"),
-            "bmi2" => std::arch::is_x86_feature_detected!("bmi2"),
-            "fma" => std::arch::is_x86_feature_detected!("fma"),
-            "lzcnt" => std::arch::is_x86_feature_detected!("lzcnt"),
-            "movbe" => std::arch::is_x86_feature_detected!("movbe"),
-            "f16c" => std::arch::is_x86_feature_detected!("f16c"),
-            _ => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = feature;
-        true
-    }
+    cpu_features().iter().any(|&(name, _, present)| name == feature && present)
 }
 
 /// `text` as one line: control characters (a newline in a JSON key a user wrote, say) are written

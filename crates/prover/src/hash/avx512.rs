@@ -21,7 +21,7 @@ const EPSILON: u64 = 0xffff_ffff;
 pub const LANES: usize = 8;
 
 /// Element `i` of each of [`LANES`] states.
-pub type States = [__m512i; SPONGE_WIDTH];
+type States = [__m512i; SPONGE_WIDTH];
 
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -106,7 +106,7 @@ fn sbox(x: __m512i) -> __m512i {
     mul(x3, x4)
 }
 
-/// `acc + a · b` modulo p, `b` canonical: the 128-bit sum cannot overflow.
+/// `acc + a · b` modulo p: a·b is at most (2^64 − 1)^2, so adding `acc` cannot overflow 128 bits.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn mul_add(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
@@ -209,7 +209,7 @@ fn partial_rounds(x: &mut States) {
 
 /// `Poseidon::poseidon` on each of [`LANES`] states.
 #[target_feature(enable = "avx512f")]
-pub fn permute(x: &mut States) {
+fn permute(x: &mut States) {
     for round in 0..HALF_N_FULL_ROUNDS {
         full_round(x, round);
     }
@@ -217,6 +217,34 @@ pub fn permute(x: &mut States) {
     for round in HALF_N_FULL_ROUNDS + N_PARTIAL_ROUNDS..2 * HALF_N_FULL_ROUNDS + N_PARTIAL_ROUNDS {
         full_round(x, round);
     }
+}
+
+/// A register whose lane `l` is `lane(l)`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gather(lane: impl Fn(usize) -> u64) -> __m512i {
+    let lanes: [u64; LANES] = core::array::from_fn(lane);
+    // SAFETY: reads 64 bytes from an array of eight u64.
+    unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+}
+
+/// The lanes of a register.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn scatter(x: __m512i) -> [u64; LANES] {
+    let mut lanes = [0u64; LANES];
+    // SAFETY: writes 64 bytes into an array of eight u64.
+    unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), x) };
+    lanes
+}
+
+/// `Poseidon::poseidon` of each of [`LANES`] states.
+#[target_feature(enable = "avx512f")]
+pub fn poseidon(states: &[[F; SPONGE_WIDTH]; LANES]) -> [[F; SPONGE_WIDTH]; LANES] {
+    let mut x: States = core::array::from_fn(|i| gather(|l| states[l][i].0));
+    permute(&mut x);
+    let lanes: [[u64; LANES]; SPONGE_WIDTH] = core::array::from_fn(|i| scatter(x[i]));
+    core::array::from_fn(|l| core::array::from_fn(|i| GoldilocksField(lanes[i][l])))
 }
 
 /// `PoseidonHash::hash_no_pad` of [`LANES`] inputs of one length: the sponge overwrites the
@@ -228,20 +256,10 @@ pub fn hash_no_pad(inputs: [&[F]; LANES]) -> [[u64; 4]; LANES] {
     let mut x: States = [_mm512_setzero_si512(); SPONGE_WIDTH];
     for start in (0..len).step_by(8) {
         for (i, xi) in x.iter_mut().enumerate().take((len - start).min(8)) {
-            let lanes: [u64; LANES] = core::array::from_fn(|l| inputs[l][start + i].0);
-            // SAFETY: reads 64 bytes from an array of eight u64.
-            *xi = unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
+            *xi = gather(|l| inputs[l][start + i].0);
         }
         permute(&mut x);
     }
-    let mut out = [[0u64; 4]; LANES];
-    for (i, xi) in x.iter().take(4).enumerate() {
-        let mut lanes = [0u64; LANES];
-        // SAFETY: writes 64 bytes into an array of eight u64.
-        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), *xi) };
-        for (digest, lane) in out.iter_mut().zip(lanes) {
-            digest[i] = lane;
-        }
-    }
-    out
+    let lanes: [[u64; LANES]; 4] = core::array::from_fn(|i| scatter(x[i]));
+    core::array::from_fn(|l| core::array::from_fn(|i| lanes[i][l]))
 }

@@ -46,24 +46,8 @@ fn avx512_available() -> bool {
 pub fn poseidon_x8(states: &[[F; SPONGE_WIDTH]; 8]) -> Option<[[F; SPONGE_WIDTH]; 8]> {
     #[cfg(target_arch = "x86_64")]
     if avx512_available() {
-        use core::arch::x86_64::_mm512_loadu_si512;
-        let mut x: avx512::States = core::array::from_fn(|i| {
-            let lanes: [u64; 8] = core::array::from_fn(|l| states[l][i].0);
-            // SAFETY: AVX-512F is present (checked above); reads 64 bytes from eight u64.
-            unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
-        });
-        // SAFETY: AVX-512F is present.
-        unsafe { avx512::permute(&mut x) };
-        let mut out = [[F::ZERO; SPONGE_WIDTH]; 8];
-        for (i, xi) in x.iter().enumerate() {
-            let mut lanes = [0u64; 8];
-            // SAFETY: AVX-512F is present; writes 64 bytes into eight u64.
-            unsafe { core::arch::x86_64::_mm512_storeu_si512(lanes.as_mut_ptr().cast(), *xi) };
-            for (state, lane) in out.iter_mut().zip(lanes) {
-                state[i] = GoldilocksField(lane);
-            }
-        }
-        return Some(out);
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return Some(unsafe { avx512::poseidon(states) });
     }
     let _ = states;
     None

@@ -81,33 +81,3 @@ impl CommitmentEngine for CpuEngine {
         Ok(PolynomialBatch { polynomials, merkle_tree, degree_log, rate_bits, blinding: false })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use plonky2::field::types::Sample;
-
-    use super::*;
-
-    /// Leaves of one to five elements (hashed or not), of 8 and 641 (a transfer trace's row);
-    /// caps from a single root to as wide as the leaves; rates 2 to 8: the CPU engine's
-    /// commitment is `PolynomialBatch::from_values`, field for field.
-    #[test]
-    fn the_cpu_engine_commits_as_plonky2_does() {
-        for (ncols, log_n, rate_bits, cap_height) in
-            [(1, 1, 1, 0), (4, 3, 1, 4), (5, 4, 2, 2), (8, 5, 1, 0), (13, 6, 3, 9), (641, 6, 1, 4)]
-        {
-            let columns: Vec<PolynomialValues<F>> =
-                (0..ncols).map(|_| PolynomialValues::new(F::rand_vec(1 << log_n))).collect();
-            let mut timing = TimingTree::default();
-            let ours = CpuEngine.commit(&columns, rate_bits, cap_height, &mut timing).unwrap();
-            let theirs: PolynomialBatch<F, C, D> =
-                PolynomialBatch::from_values(columns, rate_bits, false, cap_height, &mut timing, None);
-            let what = format!("{ncols} columns of 2^{log_n}, rate bits {rate_bits}, cap height {cap_height}");
-            assert_eq!(ours.polynomials, theirs.polynomials, "coefficients, {what}");
-            assert_eq!(ours.merkle_tree.leaves, theirs.merkle_tree.leaves, "leaves, {what}");
-            assert_eq!(ours.merkle_tree.digests, theirs.merkle_tree.digests, "digests, {what}");
-            assert_eq!(ours.merkle_tree.cap, theirs.merkle_tree.cap, "cap, {what}");
-            assert_eq!((ours.degree_log, ours.rate_bits, ours.blinding), (log_n, rate_bits, false), "{what}");
-        }
-    }
-}
