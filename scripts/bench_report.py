@@ -24,3 +24,7 @@ print(f"throughput     {txs / wall:.1f} tx/s")
 rss = stats.get("peak_rss_kib")
 print(f"peak RSS       {rss / 1024 / 1024:.2f} GiB" if rss else "peak RSS       n/a")
 print(f"efficiency     {100 * busy / (stats['workers'] * wall):.1f} %")
+# How busy the machine was, where efficiency says how busy the workers were: a task that runs
+# alone still uses every core for its parallel parts (stats before this figure lack it).
+if stats.get("cpu_ms") is not None:
+    print(f"CPU use        {100 * stats['cpu_ms'] / 1000 / (stats['cores'] * wall):.1f} % of {stats['cores']} cores")

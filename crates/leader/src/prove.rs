@@ -50,6 +50,10 @@ struct Stats<'a> {
     transactions: u64,
     wall_ms: u64,
     peak_rss_kib: Option<u64>,
+    /// CPU time of the whole process (every thread: the embedded workers run in it), and the
+    /// cores it could use: how busy the machine was, where `tasks` says how busy the workers were.
+    cpu_ms: Option<u64>,
+    cores: usize,
     tasks: &'a [TaskTiming],
 }
 
@@ -500,6 +504,8 @@ pub async fn drive(
             transactions: journals.iter().map(|j| j.shape.tx_count).sum(),
             wall_ms: started.elapsed().as_millis() as u64,
             peak_rss_kib: peak_rss_kib(),
+            cpu_ms: process_cpu_ms(),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
             tasks: &timings,
         };
         std::fs::write(path, serde_json::to_vec_pretty(&stats).expect("stats serialize"))
@@ -554,6 +560,17 @@ fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User and system CPU time of this process, all threads (Linux), for the benchmark.
+fn process_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th, in clock ticks of 1/100 s (USER_HZ, fixed by the kernel ABI).
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10)
 }
 
 /// Writes the proof atomically: a reader of `--output` never sees half a proof.

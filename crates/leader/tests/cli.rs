@@ -126,7 +126,8 @@ fn chain_of_batches_proves_and_verifies_and_tampering_is_caught() {
     let first_two = Value::Array(batches.as_array().unwrap()[..2].to_vec());
 
     // Two consecutive batches in one input: an array of two chained proofs.
-    let out = ok(env.leader(&["prove"], Some(first_two.to_string().as_bytes())));
+    let stats = env.path("stats.json");
+    let out = ok(env.leader(&["prove", "--stats", stats.to_str().unwrap()], Some(first_two.to_string().as_bytes())));
     let err = stderr(&out);
     let progress = err.lines().find(|l| l.starts_with("proving batch=1 txs_proved=")).expect(&err);
     assert!(progress.contains("total_txs=5 elapsed="), "{progress}");
@@ -134,6 +135,19 @@ fn chain_of_batches_proves_and_verifies_and_tampering_is_caught() {
     assert_eq!(proofs.as_array().unwrap().len(), 2);
     env.assert_store_clean();
     let p12 = env.write("p12.json", &proofs.to_string());
+
+    // The benchmark's figures: every round's tasks, and the process's time, memory and CPU.
+    let stats: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(stats["transactions"], 10, "two batches of five");
+    let rounds: std::collections::BTreeSet<_> =
+        stats["tasks"].as_array().unwrap().iter().map(|t| t["round"].as_str().unwrap().to_string()).collect();
+    assert_eq!(rounds, ["aggregate", "basic", "compress", "final", "witness"].map(String::from).into());
+    let wall_ms = stats["wall_ms"].as_u64().unwrap();
+    let cpu_ms = stats["cpu_ms"].as_u64().unwrap();
+    assert!(cpu_ms > 0 && stats["peak_rss_kib"].as_u64().unwrap() > 0, "{stats}");
+    // Proving is CPU-bound: the process used at least a quarter of one core over the run, and no
+    // more than every core it had.
+    assert!(cpu_ms * 4 > wall_ms && cpu_ms <= wall_ms * stats["cores"].as_u64().unwrap() + 100, "{stats}");
 
     let verified = json(&ok(env.leader(&["verify", "--proof", p12.to_str().unwrap()], None)));
     assert_eq!(verified[0]["batch_number"], 1);

@@ -3,6 +3,10 @@
 
 use leader::{run, Cli};
 
+/// jemalloc, for the proving rounds' large allocations (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli: Cli = common::cli::parse_or_exit();
     let telemetry = common::telemetry::init(cli.log_format, "zkfleet-leader").unwrap_or_else(|e| {

@@ -5,6 +5,10 @@
 use tokio_util::sync::CancellationToken;
 use worker::cli::Cli;
 
+/// jemalloc, for the proving rounds' large allocations (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli: Cli = common::cli::parse_or_exit();
     if cli.print_topology {
