@@ -261,8 +261,9 @@ mod tests {
         let (bad_row, bad_col) = (77, WIDTH + HALF_N_FULL_ROUNDS * 2 * WIDTH + 1);
         rows[bad_row][bad_col] += F::ONE;
         assert_ne!(combined_constraints(&rows[bad_row]), F::ZERO);
-        // In debug builds starky checks the constraints on the trace and panics; in release it
-        // proves, and verification must then fail.
+        // starky built with debug assertions checks the constraints on the trace and panics;
+        // without them (release, and the workspace's test builds) it proves, and verification
+        // must then fail.
         let proved = catch_unwind(AssertUnwindSafe(|| {
             prove::<F, C, _, D>(ONE_LANE, &config, trace(&rows), &[], None, &mut TimingTree::default())
         }));

@@ -1030,9 +1030,9 @@ mod tests {
         stark().generate_trace(chunk, trace_rows(params().chunk_size, DEPTH)).expect("the chunk fits")
     }
 
-    /// Whether a proof of `trace` is made and verifies. starky checks the constraints before
-    /// proving in debug builds and panics when one fails; a release build makes a proof that
-    /// does not verify.
+    /// Whether a proof of `trace` is made and verifies. starky built with debug assertions checks
+    /// the constraints before proving and panics when one fails; without them (release builds,
+    /// and the workspace's test builds: Cargo.toml) it makes a proof that does not verify.
     fn proves(trace: &Trace) -> bool {
         let made =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::super::prove(&stark(), trace, &CpuEngine)));
